@@ -1,0 +1,28 @@
+//! Runnel's wire contract: the events that travel on Kafka, their JSON encoding, event ids,
+//! and the topics they travel on.
+//!
+//! Every payload is a JSON object with a schema version field `"v"`. A Kafka message may carry
+//! several events as newline-delimited JSON, so any JSON consumer (ClickHouse's Kafka engine
+//! included) can read the topics.
+
+mod click;
+mod codec;
+mod id;
+pub mod kafka;
+mod link;
+
+pub use click::ClickEvent;
+pub use codec::{DecodeError, decode_ndjson, encode_ndjson};
+pub use id::{EPOCH_MS, EventIdGenerator, event_id_millis};
+pub use link::{LinkEvent, LinkOp};
+
+/// The schema version this build writes. Readers accept this version and older ones.
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,57 @@
+//! Link lookup: a bounded in-process cache with a TTL in front of the Redis link index.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use events::LinkEvent;
+use metrics::counter;
+use moka::sync::Cache;
+use sinks::SinkError;
+use sinks::redis::LinkIndex;
+
+use crate::metrics::LINK_LOOKUPS_TOTAL;
+
+/// Resolves short codes to links.
+#[derive(Clone)]
+pub(crate) struct LinkResolver {
+    cache: Cache<String, Arc<LinkEvent>>,
+    index: LinkIndex,
+}
+
+impl LinkResolver {
+    pub(crate) fn new(index: LinkIndex, capacity: u64, ttl: Duration) -> Self {
+        Self {
+            cache: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+            index,
+        }
+    }
+
+    /// The link of `code`: from memory, else from Redis (then cached). Unknown codes are not
+    /// cached, so a link created on another edge works here at once.
+    pub(crate) async fn resolve(&self, code: &str) -> Result<Option<Arc<LinkEvent>>, SinkError> {
+        if let Some(link) = self.cache.get(code) {
+            counter!(LINK_LOOKUPS_TOTAL, "tier" => "memory", "result" => "hit").increment(1);
+            return Ok(Some(link));
+        }
+        counter!(LINK_LOOKUPS_TOTAL, "tier" => "memory", "result" => "miss").increment(1);
+        let found = self.index.get(code).await?.map(Arc::new);
+        let result = if found.is_some() { "hit" } else { "miss" };
+        counter!(LINK_LOOKUPS_TOTAL, "tier" => "redis", "result" => result).increment(1);
+        if let Some(link) = &found {
+            self.cache.insert(code.to_string(), Arc::clone(link));
+        }
+        Ok(found)
+    }
+
+    /// Puts a link this edge just wrote into the cache.
+    pub(crate) fn remember(&self, link: LinkEvent) {
+        self.cache.insert(link.code.clone(), Arc::new(link));
+    }
+
+    pub(crate) fn index(&self) -> &LinkIndex {
+        &self.index
+    }
+}

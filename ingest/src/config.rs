@@ -1,0 +1,107 @@
+//! The edge's configuration: one struct, from `RUNNEL_*` environment variables.
+
+use std::net::SocketAddr;
+
+use events::kafka::KafkaConfig;
+use sinks::clickhouse::ClickhouseConfig;
+use sinks::redis::RedisConfig;
+
+use crate::EdgeError;
+
+/// Settings of `runnel edge`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct EdgeConfig {
+    /// Address the edge listens on for redirects, the API and `/metrics`.
+    #[arg(long, env = "RUNNEL_EDGE_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Base URL that short links are shown under in API answers (defaults to `http://{addr}`).
+    #[arg(long, env = "RUNNEL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Worker number in event ids (0–1023); must differ between edges sharing a topic.
+    /// Defaults to a number derived from host name and process id.
+    #[arg(long, env = "RUNNEL_WORKER_ID")]
+    pub worker_id: Option<u16>,
+    /// Links kept in the in-process cache.
+    #[arg(long, env = "RUNNEL_LINK_CACHE_CAPACITY", default_value_t = 100_000)]
+    pub link_cache_capacity: u64,
+    /// How long a cached link is trusted before it is read from Redis again, in milliseconds.
+    #[arg(long, env = "RUNNEL_LINK_CACHE_TTL_MS", default_value_t = 5_000)]
+    pub link_cache_ttl_ms: u64,
+    /// `Cache-Control` header of redirects; `private, max-age=0` makes browsers come back, so
+    /// every click is counted.
+    #[arg(
+        long,
+        env = "RUNNEL_REDIRECT_CACHE_CONTROL",
+        default_value = "private, max-age=0"
+    )]
+    pub redirect_cache_control: String,
+    /// Click events the producer may hold in memory while Kafka is slow or away.
+    #[arg(
+        long,
+        env = "RUNNEL_PRODUCER_QUEUE_MESSAGES",
+        default_value_t = 500_000
+    )]
+    pub producer_queue_messages: u32,
+    /// How long shutdown waits for the producer to deliver what it holds, in milliseconds.
+    #[arg(long, env = "RUNNEL_SHUTDOWN_FLUSH_MS", default_value_t = 10_000)]
+    pub shutdown_flush_ms: u64,
+    /// Kafka.
+    #[command(flatten)]
+    pub kafka: KafkaConfig,
+    /// Redis (link index).
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    /// ClickHouse (stats).
+    #[command(flatten)]
+    pub clickhouse: ClickhouseConfig,
+}
+
+impl EdgeConfig {
+    /// Checks every setting without I/O; the message names the variable.
+    pub fn validate(&self) -> Result<(), EdgeError> {
+        self.kafka.validate()?;
+        self.redis.validate()?;
+        self.clickhouse.validate()?;
+        if self.worker_id.is_some_and(|w| w > 1023) {
+            return Err(EdgeError::Invalid {
+                variable: "RUNNEL_WORKER_ID",
+                reason: "must be 0–1023".into(),
+            });
+        }
+        if self.link_cache_capacity == 0 {
+            return Err(EdgeError::Invalid {
+                variable: "RUNNEL_LINK_CACHE_CAPACITY",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if axum::http::HeaderValue::from_str(&self.redirect_cache_control).is_err() {
+            return Err(EdgeError::Invalid {
+                variable: "RUNNEL_REDIRECT_CACHE_CONTROL",
+                reason: "not a valid header value".into(),
+            });
+        }
+        if let Some(url) = &self.public_url {
+            url::Url::parse(url).map_err(|e| EdgeError::Invalid {
+                variable: "RUNNEL_PUBLIC_URL",
+                reason: format!("'{url}': {e}"),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The worker number: configured, or derived from host name and process id.
+    pub fn worker(&self) -> u16 {
+        self.worker_id.unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+            let seed = format!("{}:{}", host.trim(), std::process::id());
+            (fnv1a(seed.as_bytes()) % 1024) as u16
+        })
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    // FNV-1a: enough to spread host/pid pairs over 1024 workers.
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
+}

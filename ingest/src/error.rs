@@ -1,0 +1,113 @@
+//! Errors: [`EdgeError`] for start-up, [`ApiError`] for HTTP answers. Every HTTP error has one
+//! JSON shape, `{"error": {"code": "...", "message": "..."}}`; internal detail only goes to the log.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Why the edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    /// A setting is unusable; names the variable.
+    #[error("invalid {variable}: {reason}")]
+    Invalid {
+        variable: &'static str,
+        reason: String,
+    },
+    /// Kafka set-up failed.
+    #[error(transparent)]
+    Kafka(#[from] events::kafka::KafkaSetupError),
+    /// Redis or ClickHouse set-up failed.
+    #[error(transparent)]
+    Sink(#[from] sinks::SinkError),
+    /// The producer could not be created.
+    #[error("creating the Kafka producer: {0}")]
+    Producer(#[from] rdkafka::error::KafkaError),
+    /// Serving failed.
+    #[error("serving HTTP: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An HTTP error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after_s: Option<u32>,
+}
+
+impl ApiError {
+    /// An error with a stable `code` and a message the client can act on.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after_s: None,
+        }
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    /// 503 `unavailable` with `Retry-After`; `detail` is logged, not sent.
+    pub fn unavailable(service: &str, detail: impl std::fmt::Display) -> Self {
+        tracing::warn!(service, error = %detail, "dependency unavailable");
+        Self {
+            retry_after_s: Some(5),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("{service} is unavailable; retry later"),
+            )
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
+        use axum::extract::rejection::JsonRejection as R;
+        match rejection {
+            R::MissingJsonContentType(_) => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected Content-Type: application/json",
+            ),
+            R::JsonDataError(e) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                e.body_text(),
+            ),
+            R::JsonSyntaxError(e) => {
+                Self::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text())
+            }
+            R::BytesRejection(_) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "request body too large",
+            ),
+            other => Self::new(StatusCode::BAD_REQUEST, "bad_request", other.body_text()),
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! The edge's metric names (`runnel_edge_*`), declared in one place.
+
+/// Requests by route template and status class (counter).
+pub(crate) const REQUESTS_TOTAL: &str = "runnel_edge_requests_total";
+/// Request latency by route template (histogram, seconds).
+pub(crate) const REQUEST_DURATION_SECONDS: &str = "runnel_edge_request_duration_seconds";
+/// Redirect answers by result: `found`, `not_found`, `error` (counter).
+pub(crate) const REDIRECTS_TOTAL: &str = "runnel_edge_redirects_total";
+/// Link lookups by cache tier (`memory`, `redis`) and result (`hit`, `miss`) (counter).
+pub(crate) const LINK_LOOKUPS_TOTAL: &str = "runnel_edge_link_lookups_total";
+/// Click events handed to the producer (counter).
+pub(crate) const CLICKS_PRODUCED_TOTAL: &str = "runnel_edge_clicks_produced_total";
+/// Click events Kafka acknowledged (counter).
+pub(crate) const CLICKS_DELIVERED_TOTAL: &str = "runnel_edge_clicks_delivered_total";
+/// Click events lost, by reason: `queue_full`, `delivery_failed` (counter).
+pub(crate) const CLICKS_DROPPED_TOTAL: &str = "runnel_edge_clicks_dropped_total";
+/// Links created (counter).
+pub(crate) const LINKS_CREATED_TOTAL: &str = "runnel_edge_links_created_total";
+
+/// Registers descriptions so `/metrics` explains itself.
+pub(crate) fn describe() {
+    use metrics::{describe_counter, describe_histogram};
+    describe_counter!(
+        REQUESTS_TOTAL,
+        "HTTP requests by route template and status class"
+    );
+    describe_histogram!(
+        REQUEST_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "HTTP request latency by route template"
+    );
+    describe_counter!(REDIRECTS_TOTAL, "Redirect answers by result");
+    describe_counter!(LINK_LOOKUPS_TOTAL, "Link lookups by cache tier and result");
+    describe_counter!(
+        CLICKS_PRODUCED_TOTAL,
+        "Click events handed to the Kafka producer"
+    );
+    describe_counter!(CLICKS_DELIVERED_TOTAL, "Click events acknowledged by Kafka");
+    describe_counter!(CLICKS_DROPPED_TOTAL, "Click events lost, by reason");
+    describe_counter!(LINKS_CREATED_TOTAL, "Links created");
+}

@@ -1,0 +1,124 @@
+//! Kafka producers of the edge: clicks are handed over without waiting (a redirect never
+//! waits on Kafka); link events are awaited until Kafka acknowledged them (`acks=all`).
+
+use std::time::Duration;
+
+use events::kafka::Topics;
+use events::{ClickEvent, LinkEvent, encode_ndjson};
+use metrics::counter;
+use rdkafka::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer, ProducerContext,
+    ThreadedProducer,
+};
+
+use crate::EdgeConfig;
+use crate::metrics::{CLICKS_DELIVERED_TOTAL, CLICKS_DROPPED_TOTAL, CLICKS_PRODUCED_TOTAL};
+
+/// Counts click deliveries as librdkafka reports them.
+pub(crate) struct ClickDeliveries;
+
+impl ClientContext for ClickDeliveries {}
+
+impl ProducerContext for ClickDeliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => counter!(CLICKS_DELIVERED_TOTAL).increment(1),
+            Err((error, _)) => {
+                tracing::error!(%error, "click event not delivered");
+                counter!(CLICKS_DROPPED_TOTAL, "reason" => "delivery_failed").increment(1);
+            }
+        }
+    }
+}
+
+/// The edge's producers.
+pub(crate) struct Producers {
+    clicks: ThreadedProducer<ClickDeliveries>,
+    links: FutureProducer,
+    topics: Topics,
+    link_timeout: Duration,
+}
+
+impl Producers {
+    pub(crate) fn new(config: &EdgeConfig) -> Result<Self, KafkaError> {
+        let mut base = config.kafka.client_config();
+        // Idempotent, fully acknowledged: no duplicates from producer retries, nothing lost
+        // to a leader change.
+        base.set("enable.idempotence", "true").set("acks", "all");
+
+        let mut clicks = base.clone();
+        clicks
+            .set("linger.ms", "5")
+            // Keep retrying while Kafka is away rather than dropping; the queue bound limits memory.
+            .set("message.timeout.ms", "0")
+            .set(
+                "queue.buffering.max.messages",
+                config.producer_queue_messages.to_string(),
+            );
+        let mut links = base;
+        links
+            .set("linger.ms", "0")
+            .set("message.timeout.ms", config.kafka.timeout_ms.to_string());
+
+        Ok(Self {
+            clicks: clicks.create_with_context(ClickDeliveries)?,
+            links: links.create()?,
+            topics: config.kafka.topics(),
+            link_timeout: Duration::from_millis(config.kafka.timeout_ms),
+        })
+    }
+
+    /// Hands a click event to the producer and returns at once.
+    pub(crate) fn send_click(&self, event: &ClickEvent) {
+        let mut payload = Vec::with_capacity(256);
+        encode_ndjson(&mut payload, [event]);
+        let key = event.link_id.to_string();
+        match self.clicks.send(
+            BaseRecord::to(&self.topics.clicks)
+                .key(&key)
+                .payload(&payload),
+        ) {
+            Ok(()) => counter!(CLICKS_PRODUCED_TOTAL).increment(1),
+            Err((error, _)) => {
+                let reason = if matches!(
+                    error,
+                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
+                ) {
+                    "queue_full"
+                } else {
+                    "produce_failed"
+                };
+                tracing::error!(%error, event_id = event.id, "click event dropped");
+                counter!(CLICKS_DROPPED_TOTAL, "reason" => reason).increment(1);
+            }
+        }
+    }
+
+    /// Produces a link event and waits until Kafka acknowledged it.
+    pub(crate) async fn send_link(&self, event: &LinkEvent) -> Result<(), KafkaError> {
+        let payload = serde_json::to_vec(event).expect("link event serializes");
+        let record = FutureRecord::to(&self.topics.links)
+            .key(&event.code)
+            .payload(&payload);
+        self.links
+            .send(record, self.link_timeout)
+            .await
+            .map(|_| ())
+            .map_err(|(error, _)| error)
+    }
+
+    /// Click events not yet acknowledged.
+    pub(crate) fn in_flight(&self) -> i32 {
+        self.clicks.in_flight_count()
+    }
+
+    /// Waits (blocking) up to `timeout` for everything produced to be acknowledged.
+    pub(crate) fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.links.flush(timeout)?;
+        self.clicks.flush(timeout)
+    }
+}

@@ -1,0 +1,384 @@
+//! The clicks pipeline: `runnel.clicks` → ClickHouse `clicks` (and its views) + Redis counters.
+//!
+//! One loop per process: receive, decode, enrich, batch; flush at max rows or max age into
+//! ClickHouse, then Redis, each above its own fence; then commit. Rebalance callbacks only
+//! record what changed; the loop acts on it before touching the next message, so fences are
+//! loaded before a newly assigned partition's first message is handled.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use events::{ClickEvent, decode_ndjson};
+use metrics::{counter, histogram};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use sinks::Fences;
+use sinks::clickhouse::ClickhouseWriter;
+use sinks::redis::{ApplyOutcome, ClickCounters};
+
+use crate::batch::Batch;
+use crate::enrich::click_row;
+use crate::metrics::{
+    BATCH_ROWS, DLQ_TOTAL, EVENTS_CONSUMED_TOTAL, FLUSH_DURATION_SECONDS, ROWS_FENCED_TOTAL,
+    ROWS_STORED_TOTAL,
+};
+use crate::retry::with_backoff;
+use crate::{ProcessConfig, ProcessError};
+
+const PIPELINE: &str = "clicks";
+/// The name the ClickHouse fence knows this source by (`clicks_offsets_mv`).
+const CH_SOURCE: &str = "clicks";
+
+enum Change {
+    Assigned(Vec<i32>),
+    Revoked(Vec<i32>),
+}
+
+/// Records partition changes for the loop; runs inside the consumer's poll.
+#[derive(Default)]
+struct Rebalances {
+    changes: Mutex<Vec<Change>>,
+}
+
+fn partitions(list: &TopicPartitionList) -> Vec<i32> {
+    list.elements().iter().map(|e| e.partition()).collect()
+}
+
+impl ClientContext for Rebalances {}
+
+impl ConsumerContext for Rebalances {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            self.changes
+                .lock()
+                .expect("not poisoned")
+                .push(Change::Revoked(partitions(list)));
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            self.changes
+                .lock()
+                .expect("not poisoned")
+                .push(Change::Assigned(partitions(list)));
+        }
+    }
+}
+
+struct Pipeline {
+    consumer: StreamConsumer<Rebalances>,
+    dlq: FutureProducer,
+    topic: String,
+    dlq_topic: String,
+    clickhouse: ClickhouseWriter,
+    redis: ClickCounters,
+    ch_fences: Fences,
+    redis_fences: Fences,
+    batch: Batch,
+    max_rows: usize,
+    max_age: Duration,
+    max_backoff: Duration,
+}
+
+/// Runs the clicks pipeline until `shutdown` completes; then stores and commits what it holds.
+pub async fn run_clicks(
+    config: &ProcessConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ProcessError> {
+    config.kafka.check_reachable().await?;
+    config.clickhouse.server_version().await?;
+    let redis = ClickCounters::new(config.redis.clone(), config.redis.connect().await?);
+    let topics = config.kafka.topics();
+
+    let mut consumer_config = config.kafka.client_config();
+    consumer_config
+        .set("group.id", format!("{}{PIPELINE}", config.group_prefix))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false");
+    let consumer: StreamConsumer<Rebalances> =
+        consumer_config.create_with_context(Rebalances::default())?;
+    consumer.subscribe(&[topics.clicks.as_str()])?;
+    let mut dlq_config = config.kafka.client_config();
+    dlq_config
+        .set("enable.idempotence", "true")
+        .set("acks", "all");
+
+    let mut pipeline = Pipeline {
+        consumer,
+        dlq: dlq_config.create()?,
+        topic: topics.clicks,
+        dlq_topic: topics.dlq,
+        clickhouse: ClickhouseWriter::new(config.clickhouse.clone()),
+        redis,
+        ch_fences: Fences::new(),
+        redis_fences: Fences::new(),
+        batch: Batch::default(),
+        max_rows: config.batch_max_rows,
+        max_age: Duration::from_millis(config.batch_max_age_ms),
+        max_backoff: Duration::from_millis(config.retry_max_backoff_ms),
+    };
+    tracing::info!(topic = %pipeline.topic, "clicks pipeline started");
+    let result = pipeline.run(shutdown).await;
+    if result.is_ok() {
+        tracing::info!("clicks pipeline drained");
+    }
+    result
+}
+
+impl Pipeline {
+    async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), ProcessError> {
+        tokio::pin!(shutdown);
+        loop {
+            let deadline =
+                tokio::time::Instant::now() + self.max_age.saturating_sub(self.batch.age());
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = tokio::time::sleep_until(deadline), if !self.batch.is_empty() => {}
+                received = self.consumer.recv() => {
+                    // Detach the message from the consumer's borrow before acting on rebalances.
+                    let message = received.map(|m| (m.partition(), m.offset(), m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec)));
+                    self.apply_rebalances().await?;
+                    match message {
+                        Ok((partition, offset, key, payload)) => self.take(partition, offset, key, payload.unwrap_or_default()).await,
+                        Err(error) => tracing::warn!(%error, "Kafka consumer error"),
+                    }
+                }
+            }
+            self.apply_rebalances().await?;
+            if self.batch.len() >= self.max_rows
+                || (!self.batch.is_empty() && self.batch.age() >= self.max_age)
+            {
+                self.flush().await?;
+            }
+        }
+        // Drain: store what is held, commit synchronously, leave the group.
+        self.flush().await?;
+        self.consumer.unsubscribe();
+        Ok(())
+    }
+
+    async fn apply_rebalances(&mut self) -> Result<(), ProcessError> {
+        let changes = std::mem::take(
+            &mut *self
+                .consumer
+                .context()
+                .changes
+                .lock()
+                .expect("not poisoned"),
+        );
+        for change in changes {
+            match change {
+                Change::Revoked(partitions) => {
+                    tracing::info!(
+                        ?partitions,
+                        "partitions revoked; their unstored events are left to the next owner"
+                    );
+                    self.batch.drop_partitions(&partitions);
+                    for p in &partitions {
+                        self.ch_fences.remove(p);
+                        self.redis_fences.remove(p);
+                    }
+                }
+                Change::Assigned(partitions) => {
+                    let ch = with_backoff(PIPELINE, "clickhouse", self.max_backoff, || {
+                        self.clickhouse.fences(CH_SOURCE)
+                    })
+                    .await?;
+                    let redis = with_backoff(PIPELINE, "redis", self.max_backoff, || {
+                        self.redis.fences(&self.topic, &partitions)
+                    })
+                    .await?;
+                    for p in &partitions {
+                        // Another owner may have stored more since we last held the partition.
+                        self.batch.drop_partitions(&[*p]);
+                        set_fence(&mut self.ch_fences, *p, ch.get(p).copied());
+                        set_fence(&mut self.redis_fences, *p, redis.get(p).copied());
+                    }
+                    tracing::info!(?partitions, ch_fences = ?self.ch_fences, redis_fences = ?self.redis_fences, "partitions assigned; fences loaded");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes one message into the batch; undecodable lines go to the dead-letter topic.
+    async fn take(&mut self, partition: i32, offset: i64, key: Option<Vec<u8>>, payload: Vec<u8>) {
+        let stored_everywhere =
+            |fences: &Fences| fences.get(&partition).is_some_and(|f| offset <= *f);
+        if stored_everywhere(&self.ch_fences) && stored_everywhere(&self.redis_fences) {
+            counter!(ROWS_FENCED_TOTAL, "pipeline" => PIPELINE, "sink" => "all").increment(1);
+            return;
+        }
+        self.batch.add_message(partition, offset);
+        let mut decoded = 0u64;
+        for event in decode_ndjson::<ClickEvent>(&payload) {
+            match event {
+                Ok(event) => {
+                    decoded += 1;
+                    self.batch.add_row(click_row(event, partition, offset));
+                }
+                Err(error) => {
+                    self.dead_letter(
+                        partition,
+                        offset,
+                        key.as_deref(),
+                        &payload,
+                        &error.to_string(),
+                    )
+                    .await
+                }
+            }
+        }
+        counter!(EVENTS_CONSUMED_TOTAL, "pipeline" => PIPELINE).increment(decoded);
+    }
+
+    async fn dead_letter(
+        &self,
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        reason: &str,
+    ) {
+        tracing::warn!(
+            partition,
+            offset,
+            reason,
+            "undecodable message sent to the dead-letter topic"
+        );
+        let (partition_s, offset_s) = (partition.to_string(), offset.to_string());
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "runnel.reason",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "runnel.pipeline",
+                value: Some(PIPELINE),
+            })
+            .insert(Header {
+                key: "runnel.source.topic",
+                value: Some(self.topic.as_str()),
+            })
+            .insert(Header {
+                key: "runnel.source.partition",
+                value: Some(partition_s.as_str()),
+            })
+            .insert(Header {
+                key: "runnel.source.offset",
+                value: Some(offset_s.as_str()),
+            });
+        // Wait for the ack: the batch (and so the commit) must not pass a message whose dead
+        // letter is not stored.
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut record = FutureRecord::to(&self.dlq_topic)
+                .payload(payload)
+                .headers(headers.clone());
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            match self.dlq.send(record, Duration::from_secs(10)).await {
+                Ok(_) => break,
+                Err((error, _)) => {
+                    tracing::warn!(%error, "dead-letter topic unavailable, retrying")
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.max_backoff);
+        }
+        counter!(DLQ_TOTAL, "pipeline" => PIPELINE, "reason" => "undecodable").increment(1);
+    }
+
+    /// Stores the batch in ClickHouse, then Redis, each above its fence; then commits.
+    async fn flush(&mut self) -> Result<(), ProcessError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        histogram!(BATCH_ROWS, "pipeline" => PIPELINE).record(self.batch.len() as f64);
+
+        let started = Instant::now();
+        let rows: Vec<_> = self.batch.rows_above(&self.ch_fences).collect();
+        let fenced = self.batch.len() - rows.len();
+        if !rows.is_empty() {
+            with_backoff(PIPELINE, "clickhouse", self.max_backoff, || {
+                self.clickhouse.insert_clicks(rows.iter().copied())
+            })
+            .await?;
+        }
+        counter!(ROWS_STORED_TOTAL, "pipeline" => PIPELINE, "sink" => "clickhouse")
+            .increment(rows.len() as u64);
+        counter!(ROWS_FENCED_TOTAL, "pipeline" => PIPELINE, "sink" => "clickhouse")
+            .increment(fenced as u64);
+        let mut stored = Fences::new();
+        for row in &rows {
+            let fence = stored.entry(row.kafka_partition).or_insert(-1);
+            *fence = (*fence).max(row.kafka_offset);
+        }
+        drop(rows);
+        for (partition, offset) in stored {
+            let fence = self.ch_fences.entry(partition).or_insert(-1);
+            *fence = (*fence).max(offset);
+        }
+        histogram!(FLUSH_DURATION_SECONDS, "pipeline" => PIPELINE, "sink" => "clickhouse")
+            .record(started.elapsed().as_secs_f64());
+
+        let started = Instant::now();
+        for partition in self.batch.partitions() {
+            let mut fence = self.redis_fences.get(&partition).copied();
+            while let Some((first, last, increments)) =
+                self.batch.increments_above(partition, fence)
+            {
+                let outcome = with_backoff(PIPELINE, "redis", self.max_backoff, || {
+                    self.redis
+                        .apply(&self.topic, partition, first, last, &increments)
+                })
+                .await?;
+                match outcome {
+                    ApplyOutcome::Applied => {
+                        let applied: u64 = increments.iter().map(|(_, n)| n).sum();
+                        counter!(ROWS_STORED_TOTAL, "pipeline" => PIPELINE, "sink" => "redis")
+                            .increment(applied);
+                        fence = Some(last);
+                    }
+                    ApplyOutcome::AlreadyApplied => fence = Some(last),
+                    // Someone stored part of this range meanwhile: apply only what lies above.
+                    ApplyOutcome::Overlap { fence: stored } => fence = Some(stored),
+                }
+            }
+            set_fence(&mut self.redis_fences, partition, fence);
+        }
+        histogram!(FLUSH_DURATION_SECONDS, "pipeline" => PIPELINE, "sink" => "redis")
+            .record(started.elapsed().as_secs_f64());
+
+        // Commits only hint where to resume; the fences above are the truth.
+        let mut list = TopicPartitionList::new();
+        for (partition, next) in self.batch.commit_offsets() {
+            list.add_partition_offset(&self.topic, partition, Offset::Offset(next))?;
+        }
+        if let Err(error) = self.consumer.commit(&list, CommitMode::Async) {
+            tracing::warn!(%error, "offset commit failed; the fences keep the data exact");
+        }
+        tracing::debug!(rows = self.batch.len(), "batch stored");
+        self.batch.clear();
+        Ok(())
+    }
+}
+
+fn set_fence(fences: &mut Fences, partition: i32, fence: Option<i64>) {
+    match fence {
+        Some(f) => {
+            fences.insert(partition, f);
+        }
+        None => {
+            fences.remove(&partition);
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The processors' configuration, from `RUNNEL_*` environment variables.
+
+use std::net::SocketAddr;
+
+use events::kafka::KafkaConfig;
+use sinks::clickhouse::ClickhouseConfig;
+use sinks::redis::RedisConfig;
+
+use crate::ProcessError;
+
+/// A pipeline `runnel process` can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pipeline {
+    /// `runnel.clicks` → ClickHouse `clicks` + Redis counters.
+    Clicks,
+}
+
+/// Settings of `runnel process`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ProcessConfig {
+    /// Pipelines to run, comma separated. Available: `clicks`.
+    #[arg(
+        long,
+        env = "RUNNEL_PIPELINES",
+        default_value = "clicks",
+        value_delimiter = ','
+    )]
+    pub pipelines: Vec<String>,
+    /// Prefix of consumer group ids: `{prefix}clicks`.
+    #[arg(long, env = "RUNNEL_GROUP_PREFIX", default_value = "runnel-")]
+    pub group_prefix: String,
+    /// Flush a batch when it holds this many events.
+    #[arg(long, env = "RUNNEL_BATCH_MAX_ROWS", default_value_t = 50_000)]
+    pub batch_max_rows: usize,
+    /// Flush a batch when its oldest event waited this long, in milliseconds.
+    #[arg(long, env = "RUNNEL_BATCH_MAX_AGE_MS", default_value_t = 1_000)]
+    pub batch_max_age_ms: u64,
+    /// Longest pause between retries of a failing sink, in milliseconds.
+    #[arg(long, env = "RUNNEL_RETRY_MAX_BACKOFF_MS", default_value_t = 30_000)]
+    pub retry_max_backoff_ms: u64,
+    /// Address of the processors' `/metrics` endpoint.
+    #[arg(
+        long,
+        env = "RUNNEL_PROCESS_METRICS_ADDR",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub metrics_addr: SocketAddr,
+    /// Kafka.
+    #[command(flatten)]
+    pub kafka: KafkaConfig,
+    /// ClickHouse.
+    #[command(flatten)]
+    pub clickhouse: ClickhouseConfig,
+    /// Redis.
+    #[command(flatten)]
+    pub redis: RedisConfig,
+}
+
+impl ProcessConfig {
+    /// Checks every setting without I/O and returns the pipelines to run.
+    pub fn pipelines(&self) -> Result<Vec<Pipeline>, ProcessError> {
+        self.kafka.validate()?;
+        self.clickhouse.validate()?;
+        self.redis.validate()?;
+        if self.batch_max_rows == 0 {
+            return Err(ProcessError::Invalid {
+                variable: "RUNNEL_BATCH_MAX_ROWS",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.batch_max_age_ms == 0 {
+            return Err(ProcessError::Invalid {
+                variable: "RUNNEL_BATCH_MAX_AGE_MS",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let mut pipelines = Vec::new();
+        for name in &self.pipelines {
+            let pipeline = match name.trim() {
+                "clicks" => Pipeline::Clicks,
+                other => {
+                    return Err(ProcessError::Invalid {
+                        variable: "RUNNEL_PIPELINES",
+                        reason: format!("unknown pipeline '{other}' (available: clicks)"),
+                    });
+                }
+            };
+            if !pipelines.contains(&pipeline) {
+                pipelines.push(pipeline);
+            }
+        }
+        if pipelines.is_empty() {
+            return Err(ProcessError::Invalid {
+                variable: "RUNNEL_PIPELINES",
+                reason: "no pipeline named".into(),
+            });
+        }
+        Ok(pipelines)
+    }
+}

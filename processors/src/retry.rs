@@ -1,0 +1,47 @@
+//! Retrying a sink operation: exponential backoff with jitter for retryable errors, at once
+//! for permanent ones. The caller's loop does not advance meanwhile, so nothing is committed
+//! past unstored data.
+
+use std::future::Future;
+use std::time::Duration;
+
+use metrics::counter;
+use sinks::SinkError;
+
+use crate::metrics::RETRIES_TOTAL;
+
+/// Calls `op` until it succeeds or fails permanently.
+pub(crate) async fn with_backoff<T, F, Fut>(
+    pipeline: &'static str,
+    sink: &'static str,
+    max_backoff: Duration,
+    mut op: F,
+) -> Result<T, SinkError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SinkError>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match op().await {
+            Ok(value) => return Ok(value),
+            Err(error) if error.is_retryable() => {
+                counter!(RETRIES_TOTAL, "pipeline" => pipeline, "sink" => sink).increment(1);
+                // Full jitter keeps restarted processors from retrying in step.
+                let jittered = backoff.mul_f64(0.5 + pseudo_random_unit() * 0.5);
+                tracing::warn!(%error, pipeline, sink, backoff_ms = jittered.as_millis() as u64, "sink failed, retrying");
+                tokio::time::sleep(jittered).await;
+                backoff = (backoff * 2).min(max_backoff);
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+fn pseudo_random_unit() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    f64::from(nanos % 1000) / 1000.0
+}

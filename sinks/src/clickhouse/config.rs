@@ -1,0 +1,136 @@
+//! ClickHouse connection settings.
+
+use clickhouse::Client;
+
+use crate::SinkError;
+
+/// How to reach ClickHouse.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ClickhouseConfig {
+    /// HTTP endpoint of the ClickHouse server.
+    #[arg(
+        id = "clickhouse_url",
+        long = "clickhouse-url",
+        env = "RUNNEL_CLICKHOUSE_URL",
+        default_value = "http://127.0.0.1:8123"
+    )]
+    pub url: String,
+    /// Database holding Runnel's tables; `runnel migrate` creates it.
+    #[arg(
+        id = "clickhouse_database",
+        long = "clickhouse-database",
+        env = "RUNNEL_CLICKHOUSE_DATABASE",
+        default_value = "runnel"
+    )]
+    pub database: String,
+    /// ClickHouse user.
+    #[arg(
+        id = "clickhouse_user",
+        long = "clickhouse-user",
+        env = "RUNNEL_CLICKHOUSE_USER",
+        default_value = "default"
+    )]
+    pub user: String,
+    /// ClickHouse password (empty for none).
+    #[arg(
+        id = "clickhouse_password",
+        long = "clickhouse-password",
+        env = "RUNNEL_CLICKHOUSE_PASSWORD",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub password: String,
+}
+
+impl ClickhouseConfig {
+    /// Checks the settings without I/O.
+    pub fn validate(&self) -> Result<(), SinkError> {
+        let url = url::Url::parse(&self.url).map_err(|e| SinkError::Invalid {
+            variable: "RUNNEL_CLICKHOUSE_URL",
+            reason: format!("'{}': {e}", self.url),
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(SinkError::Invalid {
+                variable: "RUNNEL_CLICKHOUSE_URL",
+                reason: format!("'{}' is not an http(s) URL", self.url),
+            });
+        }
+        // The name goes into DDL unquoted; keep it to identifier characters.
+        if self.database.is_empty()
+            || !self
+                .database
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(SinkError::Invalid {
+                variable: "RUNNEL_CLICKHOUSE_DATABASE",
+                reason: format!("'{}' must be letters, digits and _", self.database),
+            });
+        }
+        Ok(())
+    }
+
+    /// A client for Runnel's database.
+    pub fn client(&self) -> Client {
+        self.server_client().with_database(&self.database)
+    }
+
+    /// A client without a database, for `CREATE DATABASE`.
+    pub(crate) fn server_client(&self) -> Client {
+        let client = Client::default()
+            .with_url(&self.url)
+            .with_user(&self.user)
+            .with_validation(false);
+        if self.password.is_empty() {
+            client
+        } else {
+            client.with_password(&self.password)
+        }
+    }
+
+    /// Wraps a client error with the server's address.
+    pub(crate) fn error(&self, source: clickhouse::error::Error) -> SinkError {
+        SinkError::Clickhouse {
+            url: self.url.clone(),
+            source,
+        }
+    }
+
+    /// Asks the server for its version: fails with a message naming ClickHouse when it does not answer.
+    pub async fn server_version(&self) -> Result<String, SinkError> {
+        self.server_client()
+            .query("SELECT version()")
+            .fetch_one::<String>()
+            .await
+            .map_err(|e| self.error(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str, database: &str) -> ClickhouseConfig {
+        ClickhouseConfig {
+            url: url.into(),
+            database: database.into(),
+            user: "default".into(),
+            password: String::new(),
+        }
+    }
+
+    #[test]
+    fn bad_urls_and_database_names_are_refused_naming_the_variable() {
+        assert!(config("http://127.0.0.1:8123", "runnel").validate().is_ok());
+        let error = config("127.0.0.1:8123", "runnel")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("RUNNEL_CLICKHOUSE_URL"), "{error}");
+        let error = config("http://h:8123", "run-nel; DROP")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("RUNNEL_CLICKHOUSE_DATABASE"), "{error}");
+    }
+}

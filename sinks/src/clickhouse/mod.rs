@@ -1,0 +1,15 @@
+//! ClickHouse: schema migrations, fenced inserts of raw click rows, the offset fence, and the
+//! per-link daily stats read from the pre-aggregated view.
+//!
+//! Talks to servers from 18.16 on over HTTP in `RowBinary`. The client's schema validation
+//! (`RowBinaryWithNamesAndTypes`) needs a newer server and stays off.
+
+mod config;
+mod migrate;
+mod stats;
+mod writer;
+
+pub use config::ClickhouseConfig;
+pub use migrate::{Migration, MigrationPlan, Migrator};
+pub use stats::{DailyStats, daily_stats};
+pub use writer::{ClickRow, ClickhouseWriter};

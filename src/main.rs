@@ -1,0 +1,180 @@
+//! `runnel`: parse the subcommand and its configuration, start logging, run, wait for shutdown.
+//! Everything else lives in the workspace's libraries.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Runnel: click and order analytics — redirect edge, Kafka processors, ClickHouse and Redis.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "RUNNEL_LOG_FORMAT", default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve redirects, the link API, stats, /metrics, /healthz and /readyz.
+    Edge(ingest::EdgeConfig),
+    /// Run the consumer-group pipelines.
+    Process(processors::ProcessConfig),
+    /// Apply pending ClickHouse migrations.
+    Migrate {
+        /// Show the pending statements without applying them.
+        #[arg(long)]
+        print: bool,
+        #[command(flatten)]
+        clickhouse: sinks::clickhouse::ClickhouseConfig,
+    },
+    /// Create the Kafka topics that are missing and check those that exist.
+    Topics(events::kafka::KafkaConfig),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // The chain names the service and the step; no backtrace for expected failures.
+            eprintln!("runnel: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Edge(config) => {
+            let listener = tokio::net::TcpListener::bind(config.addr)
+                .await
+                .with_context(|| format!("cannot listen on RUNNEL_EDGE_ADDR={}", config.addr))?;
+            ingest::run(listener, config, prometheus()?, shutdown_signal()).await?;
+        }
+        Command::Process(config) => {
+            processors::run(config, prometheus()?, shutdown_signal()).await?
+        }
+        Command::Migrate { print, clickhouse } => migrate(clickhouse, print).await?,
+        Command::Topics(kafka) => {
+            for (spec, outcome) in events::kafka::ensure_topics(&kafka).await? {
+                let configs: Vec<String> = spec
+                    .configs
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                println!(
+                    "{:<24} {:>3} partitions  {:<8} {}",
+                    spec.name,
+                    spec.partitions,
+                    format!("{outcome:?}").to_lowercase(),
+                    configs.join(" ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn migrate(config: sinks::clickhouse::ClickhouseConfig, print: bool) -> anyhow::Result<()> {
+    config.validate()?;
+    let migrator = sinks::clickhouse::Migrator::new(config.clone())?;
+    if print {
+        let plan = migrator.plan().await?;
+        println!(
+            "-- {} applied, {} pending in database {}",
+            plan.applied.len(),
+            plan.pending.len(),
+            config.database
+        );
+        for migration in &plan.pending {
+            println!("-- {}", migration.name);
+            for statement in &migration.statements {
+                println!("{statement};\n");
+            }
+        }
+        return Ok(());
+    }
+    let applied = migrator.apply().await?;
+    if applied.is_empty() {
+        println!("database {} is up to date", config.database);
+    }
+    for migration in applied {
+        println!("applied {}", migration.name);
+    }
+    Ok(())
+}
+
+/// Installs the Prometheus recorder; latency histograms get buckets, everything else is plain.
+fn prometheus() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".into()),
+            &[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Suffix("_rows".into()),
+            &[1.0, 10.0, 100.0, 1_000.0, 10_000.0, 50_000.0, 100_000.0],
+        )?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_subcommand_parses_its_configuration_without_clashing_names() {
+        super::Cli::command().debug_assert();
+    }
+}
