@@ -177,4 +177,41 @@ mod tests {
     fn every_subcommand_parses_its_configuration_without_clashing_names() {
         super::Cli::command().debug_assert();
     }
+
+    /// Every `RUNNEL_*` variable a subcommand reads, from the CLI definition itself.
+    fn variables() -> Vec<String> {
+        let command = super::Cli::command();
+        let mut vars: Vec<String> = command
+            .get_subcommands()
+            .flat_map(|sub| sub.get_arguments().cloned().collect::<Vec<_>>())
+            .chain(command.get_arguments().cloned())
+            .filter_map(|arg| arg.get_env().map(|env| env.to_string_lossy().into_owned()))
+            .collect();
+        vars.sort();
+        vars.dedup();
+        vars
+    }
+
+    #[test]
+    fn every_setting_is_documented_and_listed_in_example_env() {
+        let docs = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/configuration.md"
+        ))
+        .unwrap();
+        let example =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/example.env")).unwrap();
+        let vars = variables();
+        assert!(vars.len() > 20, "found only {vars:?}");
+        for var in vars {
+            assert!(
+                docs.contains(&format!("`{var}`")),
+                "docs/configuration.md does not document {var}"
+            );
+            assert!(
+                example.contains(&format!("{var}=")),
+                "example.env does not list {var}"
+            );
+        }
+    }
 }

@@ -24,7 +24,7 @@ pub struct KafkaConfig {
     /// Prefix of every topic name: `{prefix}clicks`, `{prefix}orders`, `{prefix}links`, `{prefix}dlq`.
     #[arg(
         id = "kafka_topic_prefix",
-        long,
+        long = "topic-prefix",
         env = "RUNNEL_TOPIC_PREFIX",
         default_value = "runnel."
     )]
@@ -32,7 +32,7 @@ pub struct KafkaConfig {
     /// Replication factor for topics that `runnel topics` creates.
     #[arg(
         id = "kafka_replication",
-        long,
+        long = "kafka-replication",
         env = "RUNNEL_KAFKA_REPLICATION",
         default_value_t = 1
     )]
@@ -40,11 +40,19 @@ pub struct KafkaConfig {
     /// Timeout for metadata and admin requests, in milliseconds.
     #[arg(
         id = "kafka_timeout_ms",
-        long,
+        long = "kafka-timeout-ms",
         env = "RUNNEL_KAFKA_TIMEOUT_MS",
         default_value_t = 10_000
     )]
     pub timeout_ms: u64,
+    /// librdkafka debug contexts to log (e.g. `cgrp,topic,fetch`); empty for none.
+    #[arg(
+        id = "kafka_debug",
+        long = "kafka-debug",
+        env = "RUNNEL_KAFKA_DEBUG",
+        default_value = ""
+    )]
+    pub debug: String,
 }
 
 /// Errors of Kafka set-up.
@@ -106,7 +114,13 @@ impl KafkaConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
         // librdkafka logs through the `log` facade only when asked; keep its noise at warn.
-        config.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
+        if self.debug.is_empty() {
+            config.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
+        } else {
+            config
+                .set("debug", &self.debug)
+                .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+        }
         config
     }
 
@@ -317,6 +331,7 @@ mod tests {
             topic_prefix: "runnel.".into(),
             replication: 1,
             timeout_ms: 1000,
+            debug: String::new(),
         }
     }
 

@@ -38,6 +38,20 @@ pub struct ProcessConfig {
     /// Longest pause between retries of a failing sink, in milliseconds.
     #[arg(long, env = "RUNNEL_RETRY_MAX_BACKOFF_MS", default_value_t = 30_000)]
     pub retry_max_backoff_ms: u64,
+    /// Consumer-group session timeout, in milliseconds: how long the group waits for a
+    /// processor that vanished (crash, kill -9) before handing its partitions to the others.
+    #[arg(
+        long,
+        env = "RUNNEL_KAFKA_SESSION_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub kafka_session_timeout_ms: u64,
+    /// Static group membership id (`group.instance.id`), unique per processor and stable
+    /// across its restarts: a processor restarted under the same id takes its partitions back
+    /// at once instead of waiting for the group to notice the old process is gone. Defaults
+    /// to `runnel-{host name}`; processors sharing a host need distinct ids.
+    #[arg(long, env = "RUNNEL_PROCESSOR_INSTANCE_ID")]
+    pub instance_id: Option<String>,
     /// Address of the processors' `/metrics` endpoint.
     #[arg(
         long,
@@ -57,6 +71,14 @@ pub struct ProcessConfig {
 }
 
 impl ProcessConfig {
+    /// The static membership id: configured, or `runnel-{host name}`.
+    pub fn instance_id(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+            format!("runnel-{}", host.trim())
+        })
+    }
+
     /// Checks every setting without I/O and returns the pipelines to run.
     pub fn pipelines(&self) -> Result<Vec<Pipeline>, ProcessError> {
         self.kafka.validate()?;

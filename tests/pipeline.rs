@@ -1,0 +1,377 @@
+//! End to end against the real stack: edge → Kafka → processor → ClickHouse and Redis.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestEnv, create_link, eventually, http};
+
+const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+
+async fn stats_clicks(env: &TestEnv, code: &str) -> Option<(u64, u64)> {
+    let response = http()
+        .get(format!("{}/api/links/{code}/stats", env.edge_url()))
+        .send()
+        .await
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let body: serde_json::Value = response.json().await.ok()?;
+    Some((body["clicks"].as_u64()?, body["human_clicks"].as_u64()?))
+}
+
+async fn follow(env: &TestEnv, code: &str, times: usize, user_agent: &str) -> Vec<u64> {
+    let client = http();
+    let mut ids = Vec::with_capacity(times);
+    for _ in 0..times {
+        let response = client
+            .get(format!("{}/{code}", env.edge_url()))
+            .header("user-agent", user_agent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 302);
+        assert_eq!(
+            response.headers()["location"],
+            "https://example.com/landing?x=1"
+        );
+        ids.push(
+            response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
+        );
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_redirects_show_up_in_stats_and_in_the_redis_counter() {
+    let env = TestEnv::new("follow");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let _processor = env.spawn_processor();
+    let (code, link_id) = create_link(&env, "https://example.com/landing?x=1").await;
+
+    let ids = follow(&env, &code, 150, BROWSER).await;
+    follow(
+        &env,
+        &code,
+        50,
+        "Googlebot/2.1 (+http://www.google.com/bot.html)",
+    )
+    .await;
+    assert_eq!(
+        ids.iter().collect::<std::collections::HashSet<_>>().len(),
+        150,
+        "request ids are unique"
+    );
+
+    let counted = eventually(Duration::from_secs(60), || async {
+        stats_clicks(&env, &code).await == Some((200, 150))
+    })
+    .await;
+    assert!(
+        counted,
+        "stats say {:?}, expected 200 clicks of which 150 human",
+        stats_clicks(&env, &code).await
+    );
+    let redis_key = format!("clicks:{{{link_id}}}");
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            env.redis_get(&redis_key).await == Some(200)
+        })
+        .await,
+        "redis counter is {:?}",
+        env.redis_get(&redis_key).await
+    );
+
+    // The ids the edge answered with are the stored event ids.
+    let stored = env
+        .ch_u64(&format!(
+            "SELECT count() FROM clicks WHERE event_id IN ({})",
+            ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+        ))
+        .await;
+    assert_eq!(stored, 150);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_processor_mid_stream_loses_and_repeats_no_click() {
+    let mut env = TestEnv::new("kill");
+    // Small, frequent batches so kills land between and during flushes.
+    env.set("RUNNEL_BATCH_MAX_ROWS", "40");
+    env.set("RUNNEL_BATCH_MAX_AGE_MS", "100");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let (code, link_id) = create_link(&env, "https://example.com/landing?x=1").await;
+
+    let traffic = {
+        let url = format!("{}/{code}", env.edge_url());
+        tokio::spawn(async move {
+            let client = http();
+            for _ in 0..1500 {
+                let response = client
+                    .get(&url)
+                    .header("user-agent", BROWSER)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 302);
+            }
+        })
+    };
+    let mut processor = env.spawn_processor();
+    for round in 0..4 {
+        // Let it join the group and store some batches, then kill it without warning.
+        let before = env.ch_u64("SELECT count() FROM clicks").await;
+        eventually(Duration::from_secs(30), || async {
+            env.ch_u64("SELECT count() FROM clicks").await > before
+        })
+        .await;
+        processor.kill9();
+        eprintln!(
+            "round {round}: killed the processor after {} rows",
+            env.ch_u64("SELECT count() FROM clicks").await
+        );
+        processor = env.spawn_processor();
+    }
+    traffic.await.unwrap();
+
+    let all_stored = eventually(Duration::from_secs(90), || async {
+        env.ch_u64("SELECT count() FROM clicks").await >= 1500
+    })
+    .await;
+    assert!(
+        all_stored,
+        "only {} of 1500 clicks stored",
+        env.ch_u64("SELECT count() FROM clicks").await
+    );
+    let redis_key = format!("clicks:{{{link_id}}}");
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            env.redis_get(&redis_key).await == Some(1500)
+        })
+        .await,
+        "redis says {:?}",
+        env.redis_get(&redis_key).await
+    );
+    // Settle, then check that nothing arrived twice anywhere.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.ch_u64("SELECT count() FROM clicks").await,
+        1500,
+        "raw rows"
+    );
+    assert_eq!(
+        env.ch_u64("SELECT uniqExact(event_id) FROM clicks").await,
+        1500,
+        "distinct event ids"
+    );
+    assert_eq!(
+        env.ch_u64("SELECT countMerge(clicks) FROM clicks_daily_by_link")
+            .await,
+        1500,
+        "daily view"
+    );
+    assert_eq!(env.redis_get(&redis_key).await, Some(1500), "redis counter");
+    assert_eq!(stats_clicks(&env, &code).await, Some((1500, 1500)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_stopped_with_sigterm_drains_and_exits_cleanly() {
+    let mut env = TestEnv::new("drain");
+    // A batch age far longer than the test: only the drain can store these clicks.
+    env.set("RUNNEL_BATCH_MAX_AGE_MS", "600000");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let mut processor = env.spawn_processor();
+    let (code, _) = create_link(&env, "https://example.com/landing?x=1").await;
+    follow(&env, &code, 30, BROWSER).await;
+    // Wait until the processor holds the clicks (its consumed counter), then stop it.
+    let metrics = format!("http://127.0.0.1:{}/metrics", env.metrics_port);
+    let consumed = eventually(Duration::from_secs(60), || async {
+        let text = reqwest::get(&metrics).await.map(|r| r).ok();
+        match text {
+            Some(r) => r
+                .text()
+                .await
+                .unwrap_or_default()
+                .contains("runnel_processor_events_consumed_total{pipeline=\"clicks\"} 30"),
+            None => false,
+        }
+    })
+    .await;
+    assert!(
+        consumed,
+        "processor did not consume the 30 clicks:\n{}",
+        processor.log_text()
+    );
+    assert_eq!(
+        env.ch_u64("SELECT count() FROM clicks").await,
+        0,
+        "nothing is stored before the drain"
+    );
+    let status = processor.terminate();
+    assert!(
+        status.success(),
+        "processor exit: {status}\n{}",
+        processor.log_text()
+    );
+    assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_a_json_error_naming_the_problem() {
+    let env = TestEnv::new("badinput");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let client = http();
+    let links = format!("{}/api/links", env.edge_url());
+
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str, &str)> = vec![
+        (
+            client
+                .post(&links)
+                .json(&serde_json::json!({"url": "ftp://example.com/x"})),
+            422,
+            "invalid_url",
+            "scheme",
+        ),
+        (
+            client
+                .post(&links)
+                .json(&serde_json::json!({"url": "/relative"})),
+            422,
+            "invalid_url",
+            "absolute",
+        ),
+        (
+            client
+                .post(&links)
+                .json(&serde_json::json!({"url": "https://exa mple.com"})),
+            422,
+            "invalid_url",
+            "whitespace",
+        ),
+        (
+            client.post(&links).json(
+                &serde_json::json!({"url": format!("https://example.com/{}", "a".repeat(3000))}),
+            ),
+            422,
+            "invalid_url",
+            "2048",
+        ),
+        (
+            client
+                .post(&links)
+                .json(&serde_json::json!({"destination": "https://example.com"})),
+            422,
+            "invalid_field",
+            "destination",
+        ),
+        (
+            client
+                .post(&links)
+                .header("content-type", "application/json")
+                .body("{\"url\": "),
+            400,
+            "malformed_json",
+            "",
+        ),
+        (
+            client.post(&links).body("url=https://example.com"),
+            415,
+            "unsupported_media_type",
+            "application/json",
+        ),
+        (
+            client.get(format!("{}/doesNotExist", env.edge_url())),
+            404,
+            "not_found",
+            "link",
+        ),
+        (
+            client.get(format!("{}/{}", env.edge_url(), "x".repeat(200))),
+            404,
+            "not_found",
+            "link",
+        ),
+        (
+            client.get(format!("{}/api/links/nope/stats", env.edge_url())),
+            404,
+            "not_found",
+            "link",
+        ),
+        (
+            client.get(format!("{}/a/b/c", env.edge_url())),
+            404,
+            "not_found",
+            "route",
+        ),
+    ];
+    for (request, status, code, needle) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(needle),
+            "{body} should mention {needle}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_service_is_named_without_a_stack_trace() {
+    let env = TestEnv::new("missing");
+    let cases = [
+        (
+            vec!["migrate"],
+            "RUNNEL_CLICKHOUSE_URL",
+            "http://127.0.0.1:1",
+            "ClickHouse at http://127.0.0.1:1",
+        ),
+        (
+            vec!["topics"],
+            "RUNNEL_KAFKA_BROKERS",
+            "127.0.0.1:1",
+            "cannot reach Kafka at 127.0.0.1:1",
+        ),
+        (
+            vec!["edge"],
+            "RUNNEL_REDIS_URL",
+            "redis://127.0.0.1:1",
+            "Redis at redis://127.0.0.1:1",
+        ),
+        (
+            vec!["process"],
+            "RUNNEL_PIPELINES",
+            "clicks,bogus",
+            "unknown pipeline 'bogus'",
+        ),
+    ];
+    for (args, variable, value, expected) in cases {
+        let output = env
+            .command(&args)
+            .env(variable, value)
+            .env("RUNNEL_KAFKA_TIMEOUT_MS", "2000")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "{args:?} with {variable}={value} should fail"
+        );
+        assert!(
+            stderr.contains(expected),
+            "{args:?}: stderr should contain {expected:?}:\n{stderr}"
+        );
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("stack backtrace"),
+            "{stderr}"
+        );
+    }
+}
