@@ -1,0 +1,187 @@
+//! The sinks against the real local stack (`scripts/stack up`): migrations and offset fences in
+//! ClickHouse, fenced counters and the link index in Redis. Each test uses its own database or
+//! key prefix.
+
+use rand::Rng;
+use runnel_sinks as sinks;
+use sinks::clickhouse::{ClickRow, ClickhouseConfig, ClickhouseWriter, Migration, Migrator};
+use sinks::redis::{ApplyOutcome, ClickCounters, LinkIndex, RedisConfig};
+
+fn unique(name: &str) -> String {
+    format!("{name}_{:08x}", rand::rng().random::<u32>())
+}
+
+fn clickhouse(database: &str) -> ClickhouseConfig {
+    ClickhouseConfig {
+        url: std::env::var("RUNNEL_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
+        database: database.into(),
+        user: "default".into(),
+        password: String::new(),
+    }
+}
+
+fn redis(prefix: &str) -> RedisConfig {
+    RedisConfig {
+        url: std::env::var("RUNNEL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        prefix: prefix.into(),
+        timeout_ms: 2000,
+    }
+}
+
+/// Drops the database when the test ends, pass or fail.
+struct Database(ClickhouseConfig);
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let config = self.0.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let client = clickhouse::Client::default().with_url(&config.url).with_validation(false);
+                let _ = client.query(&format!("DROP DATABASE IF EXISTS {}", config.database)).execute().await;
+            });
+        })
+        .join()
+        .ok();
+    }
+}
+
+async fn count(config: &ClickhouseConfig, sql: &str) -> u64 {
+    config.client().query(sql).fetch_one::<u64>().await.unwrap()
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_an_edited_applied_file_is_refused() {
+    let config = clickhouse(&unique("runnel_migrate"));
+    let _db = Database(config.clone());
+    let v1 = Migration::parse("0001_a.sql", "CREATE TABLE a (x UInt8) ENGINE = Memory;").unwrap();
+    let v2 = Migration::parse("0002_b.sql", "CREATE TABLE b (y UInt8) ENGINE = Memory;\nINSERT INTO b VALUES (7);").unwrap();
+
+    let applied = Migrator::with_migrations(config.clone(), vec![v1.clone(), v2.clone()]).apply().await.unwrap();
+    assert_eq!(applied.len(), 2);
+    assert_eq!(count(&config, "SELECT toUInt64(sum(y)) FROM b").await, 7);
+
+    // Again: nothing to do, and the insert of 0002 did not run twice.
+    let again = Migrator::with_migrations(config.clone(), vec![v1.clone(), v2.clone()]).apply().await.unwrap();
+    assert!(again.is_empty());
+    assert_eq!(count(&config, "SELECT count() FROM b").await, 1);
+
+    let edited = Migration::parse("0002_b.sql", "CREATE TABLE b (y UInt16) ENGINE = Memory;").unwrap();
+    let error = Migrator::with_migrations(config.clone(), vec![v1, edited]).apply().await.unwrap_err().to_string();
+    assert!(error.contains("0002_b.sql") && error.contains("edited after it was applied"), "{error}");
+}
+
+#[tokio::test]
+async fn a_failing_statement_names_its_file_and_records_nothing() {
+    let config = clickhouse(&unique("runnel_migrate"));
+    let _db = Database(config.clone());
+    let bad = Migration::parse("0001_bad.sql", "CREATE TABLE c (x NoSuchType) ENGINE = Memory;").unwrap();
+    let error = Migrator::with_migrations(config.clone(), vec![bad.clone()]).apply().await.unwrap_err().to_string();
+    assert!(error.contains("0001_bad.sql"), "{error}");
+    let plan = Migrator::with_migrations(config.clone(), vec![bad]).plan().await.unwrap();
+    assert_eq!(plan.pending.len(), 1, "a failed migration stays pending");
+}
+
+fn row(partition: i32, offset: i64) -> ClickRow {
+    ClickRow {
+        event_id: ((partition as u64) << 32) | offset as u64,
+        ts: 1_700_000_000,
+        link_id: 42,
+        code: "abc".into(),
+        method: "GET".into(),
+        user_agent: "ua".into(),
+        referrer: String::new(),
+        accept_language: String::new(),
+        ip: "192.0.2.0".into(),
+        visitor_id: offset as u64 % 3,
+        is_bot: 0,
+        kafka_partition: partition,
+        kafka_offset: offset,
+    }
+}
+
+#[tokio::test]
+async fn the_clickhouse_fence_follows_every_insert_and_the_daily_view_fills() {
+    let config = clickhouse(&unique("runnel_fence"));
+    let _db = Database(config.clone());
+    Migrator::new(config.clone()).unwrap().apply().await.unwrap();
+    let writer = ClickhouseWriter::new(config.clone());
+    assert!(writer.fences("clicks").await.unwrap().is_empty());
+
+    let first: Vec<ClickRow> = (0..10).map(|o| row(0, o)).chain((0..5).map(|o| row(3, o))).collect();
+    writer.insert_clicks(&first).await.unwrap();
+    let second: Vec<ClickRow> = (10..12).map(|o| row(0, o)).collect();
+    writer.insert_clicks(&second).await.unwrap();
+
+    let fences = writer.fences("clicks").await.unwrap();
+    assert_eq!(fences.get(&0), Some(&11));
+    assert_eq!(fences.get(&3), Some(&4));
+    assert_eq!(fences.len(), 2);
+    assert_eq!(count(&config, "SELECT countMerge(clicks) FROM clicks_daily_by_link WHERE link_id = 42").await, 17);
+    assert_eq!(count(&config, "SELECT toUInt64(uniqMerge(visitors)) FROM clicks_daily_by_link WHERE link_id = 42").await, 3);
+}
+
+async fn cleanup(config: &RedisConfig) {
+    let mut conn = config.connect().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", config.prefix)).query_async(&mut conn).await.unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn redis_counters_apply_a_batch_once_and_only_above_the_fence() {
+    let config = redis(&format!("{}:", unique("t")));
+    let counters = ClickCounters::new(config.clone(), config.connect().await.unwrap());
+
+    assert_eq!(counters.apply("clicks", 0, 0, 9, &[(1, 7), (2, 3)]).await.unwrap(), ApplyOutcome::Applied);
+    // A replay of the same batch (a processor killed before its commit) changes nothing.
+    assert_eq!(counters.apply("clicks", 0, 0, 9, &[(1, 7), (2, 3)]).await.unwrap(), ApplyOutcome::AlreadyApplied);
+    // A batch that straddles the fence is refused whole, naming the fence.
+    assert_eq!(counters.apply("clicks", 0, 5, 14, &[(1, 10)]).await.unwrap(), ApplyOutcome::Overlap { fence: 9 });
+    assert_eq!(counters.apply("clicks", 0, 10, 14, &[(1, 5)]).await.unwrap(), ApplyOutcome::Applied);
+    // Partitions fence apart.
+    assert_eq!(counters.apply("clicks", 1, 0, 0, &[(1, 1)]).await.unwrap(), ApplyOutcome::Applied);
+
+    assert_eq!(counters.clicks(1).await.unwrap(), 13);
+    assert_eq!(counters.clicks(2).await.unwrap(), 3);
+    let fences = counters.fences("clicks", &[0, 1, 2]).await.unwrap();
+    assert_eq!((fences.get(&0), fences.get(&1), fences.get(&2)), (Some(&14), Some(&0), None));
+    cleanup(&config).await;
+}
+
+#[tokio::test]
+async fn of_many_creators_of_one_code_exactly_one_wins() {
+    let config = redis(&format!("{}:", unique("t")));
+    let index = LinkIndex::new(config.clone(), config.connect().await.unwrap());
+    let link = |url: &str, id: u64| events::LinkEvent {
+        v: 1,
+        id,
+        op: events::LinkOp::Create,
+        link_id: id,
+        code: "same".into(),
+        url: url.into(),
+        created_ms: 0,
+    };
+    let (a, b) = (link("https://a.example", 1), link("https://b.example", 2));
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let index = index.clone();
+            let link = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { index.claim(&link).await.unwrap() })
+        })
+        .collect();
+    let mut wins = 0;
+    for task in tasks {
+        wins += usize::from(task.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+    let stored = index.get("same").await.unwrap().unwrap();
+    // Releasing another version does not remove the winner.
+    let loser = if stored.link_id == 1 { &b } else { &a };
+    index.release(loser).await.unwrap();
+    assert_eq!(index.get("same").await.unwrap(), Some(stored.clone()));
+    index.release(&stored).await.unwrap();
+    assert_eq!(index.get("same").await.unwrap(), None);
+    cleanup(&config).await;
+}
