@@ -45,10 +45,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime starts");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -67,17 +64,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on RUNNEL_EDGE_ADDR={}", config.addr))?;
             ingest::run(listener, config, prometheus()?, shutdown_signal()).await?;
         }
-        Command::Process(config) => {
-            processors::run(config, prometheus()?, shutdown_signal()).await?
-        }
+        Command::Process(config) => processors::run(config, prometheus()?, shutdown_signal()).await?,
         Command::Migrate { print, clickhouse } => migrate(clickhouse, print).await?,
         Command::Topics(kafka) => {
             for (spec, outcome) in events::kafka::ensure_topics(&kafka).await? {
-                let configs: Vec<String> = spec
-                    .configs
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
+                let configs: Vec<String> = spec.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 println!(
                     "{:<24} {:>3} partitions  {:<8} {}",
                     spec.name,
@@ -96,12 +87,7 @@ async fn migrate(config: sinks::clickhouse::ClickhouseConfig, print: bool) -> an
     let migrator = sinks::clickhouse::Migrator::new(config.clone())?;
     if print {
         let plan = migrator.plan().await?;
-        println!(
-            "-- {} applied, {} pending in database {}",
-            plan.applied.len(),
-            plan.pending.len(),
-            config.database
-        );
+        println!("-- {} applied, {} pending in database {}", plan.applied.len(), plan.pending.len(), config.database);
         for migration in &plan.pending {
             println!("-- {}", migration.name);
             for statement in &migration.statements {
@@ -125,10 +111,7 @@ fn prometheus() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Suffix("_seconds".into()),
-            &[
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ],
+            &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
         )?
         .set_buckets_for_metric(
             Matcher::Suffix("_rows".into()),
@@ -147,11 +130,8 @@ fn prometheus() -> anyhow::Result<PrometheusHandle> {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -160,8 +140,8 @@ fn init_tracing(format: LogFormat) {
 
 /// Completes on SIGINT or SIGTERM.
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler installs");
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler installs");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
@@ -194,24 +174,13 @@ mod tests {
 
     #[test]
     fn every_setting_is_documented_and_listed_in_example_env() {
-        let docs = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/docs/configuration.md"
-        ))
-        .unwrap();
-        let example =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/example.env")).unwrap();
+        let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
+        let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/example.env")).unwrap();
         let vars = variables();
         assert!(vars.len() > 20, "found only {vars:?}");
         for var in vars {
-            assert!(
-                docs.contains(&format!("`{var}`")),
-                "docs/configuration.md does not document {var}"
-            );
-            assert!(
-                example.contains(&format!("{var}=")),
-                "example.env does not list {var}"
-            );
+            assert!(docs.contains(&format!("`{var}`")), "docs/configuration.md does not document {var}");
+            assert!(example.contains(&format!("{var}=")), "example.env does not list {var}");
         }
     }
 }

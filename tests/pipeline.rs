@@ -6,14 +6,11 @@ use std::time::Duration;
 
 use common::{TestEnv, create_link, eventually, http};
 
-const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+const BROWSER: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
 
 async fn stats_clicks(env: &TestEnv, code: &str) -> Option<(u64, u64)> {
-    let response = http()
-        .get(format!("{}/api/links/{code}/stats", env.edge_url()))
-        .send()
-        .await
-        .ok()?;
+    let response = http().get(format!("{}/api/links/{code}/stats", env.edge_url())).send().await.ok()?;
     if !response.status().is_success() {
         return None;
     }
@@ -25,24 +22,11 @@ async fn follow(env: &TestEnv, code: &str, times: usize, user_agent: &str) -> Ve
     let client = http();
     let mut ids = Vec::with_capacity(times);
     for _ in 0..times {
-        let response = client
-            .get(format!("{}/{code}", env.edge_url()))
-            .header("user-agent", user_agent)
-            .send()
-            .await
-            .unwrap();
+        let response =
+            client.get(format!("{}/{code}", env.edge_url())).header("user-agent", user_agent).send().await.unwrap();
         assert_eq!(response.status(), 302);
-        assert_eq!(
-            response.headers()["location"],
-            "https://example.com/landing?x=1"
-        );
-        ids.push(
-            response.headers()["x-request-id"]
-                .to_str()
-                .unwrap()
-                .parse()
-                .unwrap(),
-        );
+        assert_eq!(response.headers()["location"], "https://example.com/landing?x=1");
+        ids.push(response.headers()["x-request-id"].to_str().unwrap().parse().unwrap());
     }
     ids
 }
@@ -56,34 +40,15 @@ async fn two_hundred_redirects_show_up_in_stats_and_in_the_redis_counter() {
     let (code, link_id) = create_link(&env, "https://example.com/landing?x=1").await;
 
     let ids = follow(&env, &code, 150, BROWSER).await;
-    follow(
-        &env,
-        &code,
-        50,
-        "Googlebot/2.1 (+http://www.google.com/bot.html)",
-    )
-    .await;
-    assert_eq!(
-        ids.iter().collect::<std::collections::HashSet<_>>().len(),
-        150,
-        "request ids are unique"
-    );
+    follow(&env, &code, 50, "Googlebot/2.1 (+http://www.google.com/bot.html)").await;
+    assert_eq!(ids.iter().collect::<std::collections::HashSet<_>>().len(), 150, "request ids are unique");
 
-    let counted = eventually(Duration::from_secs(60), || async {
-        stats_clicks(&env, &code).await == Some((200, 150))
-    })
-    .await;
-    assert!(
-        counted,
-        "stats say {:?}, expected 200 clicks of which 150 human",
-        stats_clicks(&env, &code).await
-    );
+    let counted =
+        eventually(Duration::from_secs(60), || async { stats_clicks(&env, &code).await == Some((200, 150)) }).await;
+    assert!(counted, "stats say {:?}, expected 200 clicks of which 150 human", stats_clicks(&env, &code).await);
     let redis_key = format!("clicks:{{{link_id}}}");
     assert!(
-        eventually(Duration::from_secs(30), || async {
-            env.redis_get(&redis_key).await == Some(200)
-        })
-        .await,
+        eventually(Duration::from_secs(30), || async { env.redis_get(&redis_key).await == Some(200) }).await,
         "redis counter is {:?}",
         env.redis_get(&redis_key).await
     );
@@ -113,12 +78,7 @@ async fn killing_the_processor_mid_stream_loses_and_repeats_no_click() {
         tokio::spawn(async move {
             let client = http();
             for _ in 0..1500 {
-                let response = client
-                    .get(&url)
-                    .header("user-agent", BROWSER)
-                    .send()
-                    .await
-                    .unwrap();
+                let response = client.get(&url).header("user-agent", BROWSER).send().await.unwrap();
                 assert_eq!(response.status(), 302);
             }
         })
@@ -127,55 +87,27 @@ async fn killing_the_processor_mid_stream_loses_and_repeats_no_click() {
     for round in 0..4 {
         // Let it join the group and store some batches, then kill it without warning.
         let before = env.ch_u64("SELECT count() FROM clicks").await;
-        eventually(Duration::from_secs(30), || async {
-            env.ch_u64("SELECT count() FROM clicks").await > before
-        })
-        .await;
+        eventually(Duration::from_secs(30), || async { env.ch_u64("SELECT count() FROM clicks").await > before }).await;
         processor.kill9();
-        eprintln!(
-            "round {round}: killed the processor after {} rows",
-            env.ch_u64("SELECT count() FROM clicks").await
-        );
+        eprintln!("round {round}: killed the processor after {} rows", env.ch_u64("SELECT count() FROM clicks").await);
         processor = env.spawn_processor();
     }
     traffic.await.unwrap();
 
-    let all_stored = eventually(Duration::from_secs(90), || async {
-        env.ch_u64("SELECT count() FROM clicks").await >= 1500
-    })
-    .await;
-    assert!(
-        all_stored,
-        "only {} of 1500 clicks stored",
-        env.ch_u64("SELECT count() FROM clicks").await
-    );
+    let all_stored =
+        eventually(Duration::from_secs(90), || async { env.ch_u64("SELECT count() FROM clicks").await >= 1500 }).await;
+    assert!(all_stored, "only {} of 1500 clicks stored", env.ch_u64("SELECT count() FROM clicks").await);
     let redis_key = format!("clicks:{{{link_id}}}");
     assert!(
-        eventually(Duration::from_secs(30), || async {
-            env.redis_get(&redis_key).await == Some(1500)
-        })
-        .await,
+        eventually(Duration::from_secs(30), || async { env.redis_get(&redis_key).await == Some(1500) }).await,
         "redis says {:?}",
         env.redis_get(&redis_key).await
     );
     // Settle, then check that nothing arrived twice anywhere.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        env.ch_u64("SELECT count() FROM clicks").await,
-        1500,
-        "raw rows"
-    );
-    assert_eq!(
-        env.ch_u64("SELECT uniqExact(event_id) FROM clicks").await,
-        1500,
-        "distinct event ids"
-    );
-    assert_eq!(
-        env.ch_u64("SELECT countMerge(clicks) FROM clicks_daily_by_link")
-            .await,
-        1500,
-        "daily view"
-    );
+    assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, 1500, "raw rows");
+    assert_eq!(env.ch_u64("SELECT uniqExact(event_id) FROM clicks").await, 1500, "distinct event ids");
+    assert_eq!(env.ch_u64("SELECT countMerge(clicks) FROM clicks_daily_by_link").await, 1500, "daily view");
     assert_eq!(env.redis_get(&redis_key).await, Some(1500), "redis counter");
     assert_eq!(stats_clicks(&env, &code).await, Some((1500, 1500)));
 }
@@ -204,23 +136,40 @@ async fn a_processor_stopped_with_sigterm_drains_and_exits_cleanly() {
         }
     })
     .await;
-    assert!(
-        consumed,
-        "processor did not consume the 30 clicks:\n{}",
-        processor.log_text()
-    );
-    assert_eq!(
-        env.ch_u64("SELECT count() FROM clicks").await,
-        0,
-        "nothing is stored before the drain"
-    );
+    assert!(consumed, "processor did not consume the 30 clicks:\n{}", processor.log_text());
+    assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, 0, "nothing is stored before the drain");
     let status = processor.terminate();
-    assert!(
-        status.success(),
-        "processor exit: {status}\n{}",
-        processor.log_text()
-    );
+    assert!(status.success(), "processor exit: {status}\n{}", processor.log_text());
     assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_stopped_with_sigterm_delivers_the_clicks_it_answered() {
+    let env = TestEnv::new("edgestop");
+    env.prepare();
+    let mut edge = env.spawn_edge().await;
+    let (code, _) = create_link(&env, "https://example.com/landing?x=1").await;
+    let ids = follow(&env, &code, 300, BROWSER).await;
+    // Stop at once: whatever the producer still holds must be flushed before exit.
+    let status = edge.terminate();
+    assert!(status.success(), "edge exit: {status}\n{}", edge.log_text());
+    let _processor = env.spawn_processor();
+    let stored =
+        eventually(Duration::from_secs(60), || async { env.ch_u64("SELECT count() FROM clicks").await >= 300 }).await;
+    assert!(stored, "only {} of 300 clicks stored", env.ch_u64("SELECT count() FROM clicks").await);
+    let list = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    assert_eq!(env.ch_u64(&format!("SELECT uniqExact(event_id) FROM clicks WHERE event_id IN ({list})")).await, 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reports_each_dependency() {
+    let env = TestEnv::new("ready");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let response = http().get(format!("{}/readyz", env.edge_url())).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!((body["kafka"].as_bool(), body["redis"].as_bool()), (Some(true), Some(true)), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,95 +181,39 @@ async fn bad_requests_get_a_json_error_naming_the_problem() {
     let links = format!("{}/api/links", env.edge_url());
 
     let cases: Vec<(reqwest::RequestBuilder, u16, &str, &str)> = vec![
+        (client.post(&links).json(&serde_json::json!({"url": "ftp://example.com/x"})), 422, "invalid_url", "scheme"),
+        (client.post(&links).json(&serde_json::json!({"url": "/relative"})), 422, "invalid_url", "absolute"),
         (
-            client
-                .post(&links)
-                .json(&serde_json::json!({"url": "ftp://example.com/x"})),
-            422,
-            "invalid_url",
-            "scheme",
-        ),
-        (
-            client
-                .post(&links)
-                .json(&serde_json::json!({"url": "/relative"})),
-            422,
-            "invalid_url",
-            "absolute",
-        ),
-        (
-            client
-                .post(&links)
-                .json(&serde_json::json!({"url": "https://exa mple.com"})),
+            client.post(&links).json(&serde_json::json!({"url": "https://exa mple.com"})),
             422,
             "invalid_url",
             "whitespace",
         ),
         (
-            client.post(&links).json(
-                &serde_json::json!({"url": format!("https://example.com/{}", "a".repeat(3000))}),
-            ),
+            client.post(&links).json(&serde_json::json!({"url": format!("https://example.com/{}", "a".repeat(3000))})),
             422,
             "invalid_url",
             "2048",
         ),
         (
-            client
-                .post(&links)
-                .json(&serde_json::json!({"destination": "https://example.com"})),
+            client.post(&links).json(&serde_json::json!({"destination": "https://example.com"})),
             422,
             "invalid_field",
             "destination",
         ),
-        (
-            client
-                .post(&links)
-                .header("content-type", "application/json")
-                .body("{\"url\": "),
-            400,
-            "malformed_json",
-            "",
-        ),
-        (
-            client.post(&links).body("url=https://example.com"),
-            415,
-            "unsupported_media_type",
-            "application/json",
-        ),
-        (
-            client.get(format!("{}/doesNotExist", env.edge_url())),
-            404,
-            "not_found",
-            "link",
-        ),
-        (
-            client.get(format!("{}/{}", env.edge_url(), "x".repeat(200))),
-            404,
-            "not_found",
-            "link",
-        ),
-        (
-            client.get(format!("{}/api/links/nope/stats", env.edge_url())),
-            404,
-            "not_found",
-            "link",
-        ),
-        (
-            client.get(format!("{}/a/b/c", env.edge_url())),
-            404,
-            "not_found",
-            "route",
-        ),
+        (client.post(&links).header("content-type", "application/json").body("{\"url\": "), 400, "malformed_json", ""),
+        (client.post(&links).body("url=https://example.com"), 415, "unsupported_media_type", "application/json"),
+        (client.get(format!("{}/doesNotExist", env.edge_url())), 404, "not_found", "link"),
+        (client.get(format!("{}/{}", env.edge_url(), "x".repeat(200))), 404, "not_found", "link"),
+        (client.get(format!("{}/api/links/nope/stats", env.edge_url())), 404, "not_found", "link"),
+        (client.get(format!("{}/a/b/c", env.edge_url())), 404, "not_found", "route"),
     ];
     for (request, status, code, needle) in cases {
         let response = request.send().await.unwrap();
         assert_eq!(response.status().as_u16(), status);
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], code, "{body}");
-        assert!(
-            body["error"]["message"].as_str().unwrap().contains(needle),
-            "{body} should mention {needle}"
-        );
+        assert!(body["error"]["message"].as_str().unwrap().contains(needle), "{body} should mention {needle}");
     }
 }
 
@@ -328,50 +221,78 @@ async fn bad_requests_get_a_json_error_naming_the_problem() {
 fn a_missing_service_is_named_without_a_stack_trace() {
     let env = TestEnv::new("missing");
     let cases = [
-        (
-            vec!["migrate"],
-            "RUNNEL_CLICKHOUSE_URL",
-            "http://127.0.0.1:1",
-            "ClickHouse at http://127.0.0.1:1",
-        ),
-        (
-            vec!["topics"],
-            "RUNNEL_KAFKA_BROKERS",
-            "127.0.0.1:1",
-            "cannot reach Kafka at 127.0.0.1:1",
-        ),
-        (
-            vec!["edge"],
-            "RUNNEL_REDIS_URL",
-            "redis://127.0.0.1:1",
-            "Redis at redis://127.0.0.1:1",
-        ),
-        (
-            vec!["process"],
-            "RUNNEL_PIPELINES",
-            "clicks,bogus",
-            "unknown pipeline 'bogus'",
-        ),
+        (vec!["migrate"], "RUNNEL_CLICKHOUSE_URL", "http://127.0.0.1:1", "ClickHouse at http://127.0.0.1:1"),
+        (vec!["topics"], "RUNNEL_KAFKA_BROKERS", "127.0.0.1:1", "cannot reach Kafka at 127.0.0.1:1"),
+        (vec!["edge"], "RUNNEL_REDIS_URL", "redis://127.0.0.1:1", "Redis at redis://127.0.0.1:1"),
+        (vec!["process"], "RUNNEL_PIPELINES", "clicks,bogus", "unknown pipeline 'bogus'"),
     ];
     for (args, variable, value, expected) in cases {
-        let output = env
-            .command(&args)
-            .env(variable, value)
-            .env("RUNNEL_KAFKA_TIMEOUT_MS", "2000")
-            .output()
-            .unwrap();
+        let output = env.command(&args).env(variable, value).env("RUNNEL_KAFKA_TIMEOUT_MS", "2000").output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            !output.status.success(),
-            "{args:?} with {variable}={value} should fail"
-        );
-        assert!(
-            stderr.contains(expected),
-            "{args:?}: stderr should contain {expected:?}:\n{stderr}"
-        );
-        assert!(
-            !stderr.contains("panicked") && !stderr.contains("stack backtrace"),
-            "{stderr}"
-        );
+        assert!(!output.status.success(), "{args:?} with {variable}={value} should fail");
+        assert!(stderr.contains(expected), "{args:?}: stderr should contain {expected:?}:\n{stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("stack backtrace"), "{stderr}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_message_goes_to_the_dead_letter_topic_and_the_stream_goes_on() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    let env = TestEnv::new("dlq");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let _processor = env.spawn_processor();
+    let (code, _) = create_link(&env, "https://example.com/landing?x=1").await;
+    follow(&env, &code, 10, BROWSER).await;
+
+    // A message whose second line is not an event, between good clicks.
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", common::kafka_brokers()).create().unwrap();
+    let clicks_topic = format!("{}clicks", env.topic_prefix());
+    let payload = b"{\"v\":1,\"id\":7,\"ts\":1700000000000,\"link_id\":1,\"code\":\"x\",\"method\":\"GET\"}\n{\"not\": \"a click\"}\n";
+    producer
+        .send(FutureRecord::to(&clicks_topic).key("poison").payload(&payload[..]).partition(0), Duration::from_secs(10))
+        .await
+        .unwrap();
+    follow(&env, &code, 10, BROWSER).await;
+
+    // The good event of the poison message and all 20 redirects are stored.
+    let stored =
+        eventually(Duration::from_secs(60), || async { env.ch_u64("SELECT count() FROM clicks").await == 21 }).await;
+    assert!(stored, "{} clicks stored, expected 21", env.ch_u64("SELECT count() FROM clicks").await);
+
+    let dlq_topic = format!("{}dlq", env.topic_prefix());
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", common::kafka_brokers())
+        .set("group.id", format!("{}-dlqcheck", env.id))
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..3 {
+        assignment.add_partition_offset(&dlq_topic, partition, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let message = loop {
+        assert!(std::time::Instant::now() < deadline, "no dead letter arrived");
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) {
+            break message.detach();
+        }
+    };
+    assert_eq!(message.key(), Some(&b"poison"[..]));
+    assert_eq!(message.payload(), Some(&b"{\"not\": \"a click\"}"[..]), "only the bad line is a dead letter");
+    let headers = message.headers().unwrap();
+    let header = |name: &str| {
+        headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(header("runnel.pipeline").as_deref(), Some("clicks"));
+    assert_eq!(header("runnel.source.topic"), Some(clicks_topic));
+    assert_eq!(header("runnel.source.partition").as_deref(), Some("0"));
+    assert!(header("runnel.source.offset").is_some_and(|o| o.parse::<i64>().is_ok()));
+    assert_eq!(header("runnel.source.line").as_deref(), Some("2"));
+    assert!(header("runnel.reason").is_some_and(|r| r.contains("line 2")), "{:?}", header("runnel.reason"));
 }

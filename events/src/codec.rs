@@ -14,10 +14,7 @@ pub struct DecodeError {
 }
 
 /// Appends `events` to `out` as newline-delimited JSON.
-pub fn encode_ndjson<'a, T: Serialize + 'a>(
-    out: &mut Vec<u8>,
-    events: impl IntoIterator<Item = &'a T>,
-) {
+pub fn encode_ndjson<'a, T: Serialize + 'a>(out: &mut Vec<u8>, events: impl IntoIterator<Item = &'a T>) {
     for event in events {
         // Serializing these plain structs into a Vec cannot fail.
         serde_json::to_writer(&mut *out, event).expect("event serializes");
@@ -26,19 +23,12 @@ pub fn encode_ndjson<'a, T: Serialize + 'a>(
 }
 
 /// Decodes every non-empty line of `payload` as one event.
-pub fn decode_ndjson<T: DeserializeOwned>(
-    payload: &[u8],
-) -> impl Iterator<Item = Result<T, DecodeError>> + '_ {
+pub fn decode_ndjson<T: DeserializeOwned>(payload: &[u8]) -> impl Iterator<Item = Result<T, DecodeError>> + '_ {
     payload
         .split(|b| *b == b'\n')
         .enumerate()
         .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
-        .map(|(i, line)| {
-            serde_json::from_slice(line).map_err(|source| DecodeError {
-                line: i + 1,
-                source,
-            })
-        })
+        .map(|(i, line)| serde_json::from_slice(line).map_err(|source| DecodeError { line: i + 1, source }))
 }
 
 #[cfg(test)]

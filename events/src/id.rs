@@ -29,10 +29,7 @@ pub struct EventIdGenerator {
 impl EventIdGenerator {
     /// A generator for `worker` (only its low 10 bits are used).
     pub fn new(worker: u16) -> Self {
-        Self {
-            worker: u64::from(worker) & ((1 << WORKER_BITS) - 1),
-            last: AtomicU64::new(0),
-        }
+        Self { worker: u64::from(worker) & ((1 << WORKER_BITS) - 1), last: AtomicU64::new(0) }
     }
 
     /// The next id, at the current time.
@@ -47,16 +44,11 @@ impl EventIdGenerator {
             // A later millisecond starts at sequence 0; otherwise take the next slot, which
             // carries into the millisecond field when the sequence is exhausted.
             let next = if now > last { now } else { last + 1 };
-            match self
-                .last
-                .compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.last.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => {
                     let millis = next >> SEQUENCE_BITS;
                     let seq = next & SEQUENCE_MASK;
-                    return (millis << (WORKER_BITS + SEQUENCE_BITS))
-                        | (self.worker << SEQUENCE_BITS)
-                        | seq;
+                    return (millis << (WORKER_BITS + SEQUENCE_BITS)) | (self.worker << SEQUENCE_BITS) | seq;
                 }
                 Err(actual) => last = actual,
             }
@@ -91,11 +83,7 @@ mod tests {
         let b = EventIdGenerator::new(2);
         let t = EPOCH_MS + 42;
         let ids_a: std::collections::HashSet<u64> = (0..5000).map(|_| a.next_at(t)).collect();
-        assert!(
-            (0..5000)
-                .map(|_| b.next_at(t))
-                .all(|id| !ids_a.contains(&id))
-        );
+        assert!((0..5000).map(|_| b.next_at(t)).all(|id| !ids_a.contains(&id)));
     }
 
     #[test]

@@ -22,20 +22,10 @@ pub struct KafkaConfig {
     )]
     pub brokers: String,
     /// Prefix of every topic name: `{prefix}clicks`, `{prefix}orders`, `{prefix}links`, `{prefix}dlq`.
-    #[arg(
-        id = "kafka_topic_prefix",
-        long = "topic-prefix",
-        env = "RUNNEL_TOPIC_PREFIX",
-        default_value = "runnel."
-    )]
+    #[arg(id = "kafka_topic_prefix", long = "topic-prefix", env = "RUNNEL_TOPIC_PREFIX", default_value = "runnel.")]
     pub topic_prefix: String,
     /// Replication factor for topics that `runnel topics` creates.
-    #[arg(
-        id = "kafka_replication",
-        long = "kafka-replication",
-        env = "RUNNEL_KAFKA_REPLICATION",
-        default_value_t = 1
-    )]
+    #[arg(id = "kafka_replication", long = "kafka-replication", env = "RUNNEL_KAFKA_REPLICATION", default_value_t = 1)]
     pub replication: i32,
     /// Timeout for metadata and admin requests, in milliseconds.
     #[arg(
@@ -46,12 +36,7 @@ pub struct KafkaConfig {
     )]
     pub timeout_ms: u64,
     /// librdkafka debug contexts to log (e.g. `cgrp,topic,fetch`); empty for none.
-    #[arg(
-        id = "kafka_debug",
-        long = "kafka-debug",
-        env = "RUNNEL_KAFKA_DEBUG",
-        default_value = ""
-    )]
+    #[arg(id = "kafka_debug", long = "kafka-debug", env = "RUNNEL_KAFKA_DEBUG", default_value = "")]
     pub debug: String,
 }
 
@@ -60,22 +45,13 @@ pub struct KafkaConfig {
 pub enum KafkaSetupError {
     /// A setting is unusable; names the variable.
     #[error("invalid {variable}: {reason}")]
-    Invalid {
-        variable: &'static str,
-        reason: String,
-    },
+    Invalid { variable: &'static str, reason: String },
     /// The brokers did not answer.
-    #[error(
-        "cannot reach Kafka at {brokers}: {source} (is it running? `scripts/stack up` starts the local one)"
-    )]
+    #[error("cannot reach Kafka at {brokers}: {source} (is it running? `scripts/stack up` starts the local one)")]
     Unreachable { brokers: String, source: KafkaError },
     /// A topic exists with other settings than the design's.
     #[error("topic {topic} has {actual} partitions, expected {expected}")]
-    PartitionMismatch {
-        topic: String,
-        expected: usize,
-        actual: usize,
-    },
+    PartitionMismatch { topic: String, expected: usize, actual: usize },
     /// Kafka refused to create a topic.
     #[error("creating topic {topic}: {source}")]
     Create { topic: String, source: KafkaError },
@@ -84,18 +60,12 @@ pub enum KafkaSetupError {
 impl KafkaConfig {
     /// Checks the settings without I/O.
     pub fn validate(&self) -> Result<(), KafkaSetupError> {
-        let bad = |reason: String| KafkaSetupError::Invalid {
-            variable: "RUNNEL_KAFKA_BROKERS",
-            reason,
-        };
+        let bad = |reason: String| KafkaSetupError::Invalid { variable: "RUNNEL_KAFKA_BROKERS", reason };
         if self.brokers.trim().is_empty() {
             return Err(bad("empty".into()));
         }
         for broker in self.brokers.split(',') {
-            let (host, port) = broker
-                .trim()
-                .rsplit_once(':')
-                .ok_or_else(|| bad(format!("'{broker}' has no :port")))?;
+            let (host, port) = broker.trim().rsplit_once(':').ok_or_else(|| bad(format!("'{broker}' has no :port")))?;
             if host.is_empty() || port.parse::<u16>().is_err() {
                 return Err(bad(format!("'{broker}' is not host:port")));
             }
@@ -117,9 +87,7 @@ impl KafkaConfig {
         if self.debug.is_empty() {
             config.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
         } else {
-            config
-                .set("debug", &self.debug)
-                .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+            config.set("debug", &self.debug).set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
         }
         config
     }
@@ -142,24 +110,16 @@ impl KafkaConfig {
     pub async fn check_reachable(&self) -> Result<(), KafkaSetupError> {
         let config = self.clone();
         tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = config
-                .client_config()
-                .create()
-                .map_err(|source| config.unreachable(source))?;
-            consumer
-                .fetch_metadata(None, config.timeout())
-                .map(|_| ())
-                .map_err(|source| config.unreachable(source))
+            let consumer: BaseConsumer =
+                config.client_config().create().map_err(|source| config.unreachable(source))?;
+            consumer.fetch_metadata(None, config.timeout()).map(|_| ()).map_err(|source| config.unreachable(source))
         })
         .await
         .expect("metadata task does not panic")
     }
 
     fn unreachable(&self, source: KafkaError) -> KafkaSetupError {
-        KafkaSetupError::Unreachable {
-            brokers: self.brokers.clone(),
-            source,
-        }
+        KafkaSetupError::Unreachable { brokers: self.brokers.clone(), source }
     }
 }
 
@@ -192,33 +152,17 @@ const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 impl Topics {
     /// The four topics with their partition counts and configs (ARCHITECTURE.md, "Topics").
     pub fn specs(&self) -> Vec<TopicSpec> {
-        let retention = |days: u64| {
-            vec![
-                ("cleanup.policy", "delete".to_string()),
-                ("retention.ms", (days * DAY_MS).to_string()),
-            ]
-        };
+        let retention =
+            |days: u64| vec![("cleanup.policy", "delete".to_string()), ("retention.ms", (days * DAY_MS).to_string())];
         vec![
-            TopicSpec {
-                name: self.clicks.clone(),
-                partitions: 12,
-                configs: retention(7),
-            },
-            TopicSpec {
-                name: self.orders.clone(),
-                partitions: 12,
-                configs: retention(7),
-            },
+            TopicSpec { name: self.clicks.clone(), partitions: 12, configs: retention(7) },
+            TopicSpec { name: self.orders.clone(), partitions: 12, configs: retention(7) },
             TopicSpec {
                 name: self.links.clone(),
                 partitions: 6,
                 configs: vec![("cleanup.policy", "compact".to_string())],
             },
-            TopicSpec {
-                name: self.dlq.clone(),
-                partitions: 3,
-                configs: retention(14),
-            },
+            TopicSpec { name: self.dlq.clone(), partitions: 3, configs: retention(14) },
         ]
     }
 }
@@ -233,34 +177,23 @@ pub enum TopicOutcome {
 }
 
 /// Creates the topics that are missing and checks the partition count of those that exist.
-pub async fn ensure_topics(
-    config: &KafkaConfig,
-) -> Result<Vec<(TopicSpec, TopicOutcome)>, KafkaSetupError> {
+pub async fn ensure_topics(config: &KafkaConfig) -> Result<Vec<(TopicSpec, TopicOutcome)>, KafkaSetupError> {
     config.validate()?;
     config.check_reachable().await?;
-    let admin: AdminClient<DefaultClientContext> = config
-        .client_config()
-        .create()
-        .map_err(|source| config.unreachable(source))?;
+    let admin: AdminClient<DefaultClientContext> =
+        config.client_config().create().map_err(|source| config.unreachable(source))?;
     let specs = config.topics().specs();
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|spec| {
             spec.configs.iter().fold(
-                NewTopic::new(
-                    &spec.name,
-                    spec.partitions,
-                    TopicReplication::Fixed(config.replication),
-                ),
+                NewTopic::new(&spec.name, spec.partitions, TopicReplication::Fixed(config.replication)),
                 |topic, (key, value)| topic.set(key, value),
             )
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(config.timeout()));
-    let results = admin
-        .create_topics(&new_topics, &options)
-        .await
-        .map_err(|source| config.unreachable(source))?;
+    let results = admin.create_topics(&new_topics, &options).await.map_err(|source| config.unreachable(source))?;
 
     let mut outcomes = Vec::with_capacity(specs.len());
     for (spec, result) in specs.into_iter().zip(results) {
@@ -268,10 +201,7 @@ pub async fn ensure_topics(
             Ok(_) => TopicOutcome::Created,
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => TopicOutcome::Exists,
             Err((_, code)) => {
-                return Err(KafkaSetupError::Create {
-                    topic: spec.name.clone(),
-                    source: KafkaError::AdminOp(code),
-                });
+                return Err(KafkaSetupError::Create { topic: spec.name.clone(), source: KafkaError::AdminOp(code) });
             }
         };
         outcomes.push((spec, outcome));
@@ -280,17 +210,11 @@ pub async fn ensure_topics(
     Ok(outcomes)
 }
 
-async fn check_partitions(
-    config: &KafkaConfig,
-    topics: &[(TopicSpec, TopicOutcome)],
-) -> Result<(), KafkaSetupError> {
+async fn check_partitions(config: &KafkaConfig, topics: &[(TopicSpec, TopicOutcome)]) -> Result<(), KafkaSetupError> {
     let config = config.clone();
     let specs: Vec<TopicSpec> = topics.iter().map(|(spec, _)| spec.clone()).collect();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = config
-            .client_config()
-            .create()
-            .map_err(|source| config.unreachable(source))?;
+        let consumer: BaseConsumer = config.client_config().create().map_err(|source| config.unreachable(source))?;
         for spec in specs {
             // A topic created a moment ago may take a few metadata rounds to show up.
             let mut actual = 0;
@@ -298,10 +222,7 @@ async fn check_partitions(
                 let metadata = consumer
                     .fetch_metadata(Some(&spec.name), config.timeout())
                     .map_err(|source| config.unreachable(source))?;
-                actual = metadata
-                    .topics()
-                    .first()
-                    .map_or(0, |t| t.partitions().len());
+                actual = metadata.topics().first().map_or(0, |t| t.partitions().len());
                 if actual > 0 {
                     break;
                 }
@@ -339,10 +260,7 @@ mod tests {
     fn broker_lists_are_validated_naming_the_variable() {
         assert!(config("127.0.0.1:9092,kafka:9093").validate().is_ok());
         let error = config("localhost").validate().unwrap_err().to_string();
-        assert!(
-            error.contains("RUNNEL_KAFKA_BROKERS") && error.contains("localhost"),
-            "{error}"
-        );
+        assert!(error.contains("RUNNEL_KAFKA_BROKERS") && error.contains("localhost"), "{error}");
         assert!(config("host:notaport").validate().is_err());
     }
 
@@ -353,10 +271,6 @@ mod tests {
         let specs = topics.specs();
         let links = specs.iter().find(|s| s.name == "runnel.links").unwrap();
         assert_eq!(links.partitions, 6);
-        assert!(
-            links
-                .configs
-                .contains(&("cleanup.policy", "compact".to_string()))
-        );
+        assert!(links.configs.contains(&("cleanup.policy", "compact".to_string())));
     }
 }

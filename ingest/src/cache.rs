@@ -20,13 +20,7 @@ pub(crate) struct LinkResolver {
 
 impl LinkResolver {
     pub(crate) fn new(index: LinkIndex, capacity: u64, ttl: Duration) -> Self {
-        Self {
-            cache: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
-                .build(),
-            index,
-        }
+        Self { cache: Cache::builder().max_capacity(capacity).time_to_live(ttl).build(), index }
     }
 
     /// The link of `code`: from memory, else from Redis (then cached). Unknown codes are not

@@ -29,18 +29,10 @@ pub struct EdgeConfig {
     pub link_cache_ttl_ms: u64,
     /// `Cache-Control` header of redirects; `private, max-age=0` makes browsers come back, so
     /// every click is counted.
-    #[arg(
-        long,
-        env = "RUNNEL_REDIRECT_CACHE_CONTROL",
-        default_value = "private, max-age=0"
-    )]
+    #[arg(long, env = "RUNNEL_REDIRECT_CACHE_CONTROL", default_value = "private, max-age=0")]
     pub redirect_cache_control: String,
     /// Click events the producer may hold in memory while Kafka is slow or away.
-    #[arg(
-        long,
-        env = "RUNNEL_PRODUCER_QUEUE_MESSAGES",
-        default_value_t = 500_000
-    )]
+    #[arg(long, env = "RUNNEL_PRODUCER_QUEUE_MESSAGES", default_value_t = 500_000)]
     pub producer_queue_messages: u32,
     /// How long shutdown waits for the producer to deliver what it holds, in milliseconds.
     #[arg(long, env = "RUNNEL_SHUTDOWN_FLUSH_MS", default_value_t = 10_000)]
@@ -63,10 +55,7 @@ impl EdgeConfig {
         self.redis.validate()?;
         self.clickhouse.validate()?;
         if self.worker_id.is_some_and(|w| w > 1023) {
-            return Err(EdgeError::Invalid {
-                variable: "RUNNEL_WORKER_ID",
-                reason: "must be 0–1023".into(),
-            });
+            return Err(EdgeError::Invalid { variable: "RUNNEL_WORKER_ID", reason: "must be 0–1023".into() });
         }
         if self.link_cache_capacity == 0 {
             return Err(EdgeError::Invalid {
@@ -81,10 +70,8 @@ impl EdgeConfig {
             });
         }
         if let Some(url) = &self.public_url {
-            url::Url::parse(url).map_err(|e| EdgeError::Invalid {
-                variable: "RUNNEL_PUBLIC_URL",
-                reason: format!("'{url}': {e}"),
-            })?;
+            url::Url::parse(url)
+                .map_err(|e| EdgeError::Invalid { variable: "RUNNEL_PUBLIC_URL", reason: format!("'{url}': {e}") })?;
         }
         Ok(())
     }
@@ -101,7 +88,5 @@ impl EdgeConfig {
 
 fn fnv1a(bytes: &[u8]) -> u64 {
     // FNV-1a: enough to spread host/pid pairs over 1024 workers.
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }

@@ -10,10 +10,7 @@ use axum::response::{IntoResponse, Response};
 pub enum EdgeError {
     /// A setting is unusable; names the variable.
     #[error("invalid {variable}: {reason}")]
-    Invalid {
-        variable: &'static str,
-        reason: String,
-    },
+    Invalid { variable: &'static str, reason: String },
     /// Kafka set-up failed.
     #[error(transparent)]
     Kafka(#[from] events::kafka::KafkaSetupError),
@@ -40,12 +37,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a stable `code` and a message the client can act on.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            retry_after_s: None,
-        }
+        Self { status, code, message: message.into(), retry_after_s: None }
     }
 
     /// 404 `not_found`.
@@ -77,9 +69,7 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after_s {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -94,19 +84,11 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
                 "unsupported_media_type",
                 "expected Content-Type: application/json",
             ),
-            R::JsonDataError(e) => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_field",
-                e.body_text(),
-            ),
-            R::JsonSyntaxError(e) => {
-                Self::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text())
+            R::JsonDataError(e) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", e.body_text()),
+            R::JsonSyntaxError(e) => Self::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text()),
+            R::BytesRejection(_) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body too large")
             }
-            R::BytesRejection(_) => Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "request body too large",
-            ),
             other => Self::new(StatusCode::BAD_REQUEST, "bad_request", other.body_text()),
         }
     }

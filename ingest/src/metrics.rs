@@ -20,21 +20,11 @@ pub(crate) const LINKS_CREATED_TOTAL: &str = "runnel_edge_links_created_total";
 /// Registers descriptions so `/metrics` explains itself.
 pub(crate) fn describe() {
     use metrics::{describe_counter, describe_histogram};
-    describe_counter!(
-        REQUESTS_TOTAL,
-        "HTTP requests by route template and status class"
-    );
-    describe_histogram!(
-        REQUEST_DURATION_SECONDS,
-        metrics::Unit::Seconds,
-        "HTTP request latency by route template"
-    );
+    describe_counter!(REQUESTS_TOTAL, "HTTP requests by route template and status class");
+    describe_histogram!(REQUEST_DURATION_SECONDS, metrics::Unit::Seconds, "HTTP request latency by route template");
     describe_counter!(REDIRECTS_TOTAL, "Redirect answers by result");
     describe_counter!(LINK_LOOKUPS_TOTAL, "Link lookups by cache tier and result");
-    describe_counter!(
-        CLICKS_PRODUCED_TOTAL,
-        "Click events handed to the Kafka producer"
-    );
+    describe_counter!(CLICKS_PRODUCED_TOTAL, "Click events handed to the Kafka producer");
     describe_counter!(CLICKS_DELIVERED_TOTAL, "Click events acknowledged by Kafka");
     describe_counter!(CLICKS_DROPPED_TOTAL, "Click events lost, by reason");
     describe_counter!(LINKS_CREATED_TOTAL, "Links created");

@@ -9,8 +9,7 @@ use metrics::counter;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{
-    BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer, ProducerContext,
-    ThreadedProducer,
+    BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer, ProducerContext, ThreadedProducer,
 };
 
 use crate::EdgeConfig;
@@ -55,14 +54,9 @@ impl Producers {
             .set("linger.ms", "5")
             // Keep retrying while Kafka is away rather than dropping; the queue bound limits memory.
             .set("message.timeout.ms", "0")
-            .set(
-                "queue.buffering.max.messages",
-                config.producer_queue_messages.to_string(),
-            );
+            .set("queue.buffering.max.messages", config.producer_queue_messages.to_string());
         let mut links = base;
-        links
-            .set("linger.ms", "0")
-            .set("message.timeout.ms", config.kafka.timeout_ms.to_string());
+        links.set("linger.ms", "0").set("message.timeout.ms", config.kafka.timeout_ms.to_string());
 
         Ok(Self {
             clicks: clicks.create_with_context(ClickDeliveries)?,
@@ -77,17 +71,10 @@ impl Producers {
         let mut payload = Vec::with_capacity(256);
         encode_ndjson(&mut payload, [event]);
         let key = event.link_id.to_string();
-        match self.clicks.send(
-            BaseRecord::to(&self.topics.clicks)
-                .key(&key)
-                .payload(&payload),
-        ) {
+        match self.clicks.send(BaseRecord::to(&self.topics.clicks).key(&key).payload(&payload)) {
             Ok(()) => counter!(CLICKS_PRODUCED_TOTAL).increment(1),
             Err((error, _)) => {
-                let reason = if matches!(
-                    error,
-                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
-                ) {
+                let reason = if matches!(error, KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) {
                     "queue_full"
                 } else {
                     "produce_failed"
@@ -101,14 +88,18 @@ impl Producers {
     /// Produces a link event and waits until Kafka acknowledged it.
     pub(crate) async fn send_link(&self, event: &LinkEvent) -> Result<(), KafkaError> {
         let payload = serde_json::to_vec(event).expect("link event serializes");
-        let record = FutureRecord::to(&self.topics.links)
-            .key(&event.code)
-            .payload(&payload);
-        self.links
-            .send(record, self.link_timeout)
+        let record = FutureRecord::to(&self.topics.links).key(&event.code).payload(&payload);
+        self.links.send(record, self.link_timeout).await.map(|_| ()).map_err(|(error, _)| error)
+    }
+
+    /// Whether the brokers answer a metadata request, asked through the link producer's
+    /// existing connections.
+    pub(crate) async fn kafka_reachable(&self) -> bool {
+        let producer = self.links.clone();
+        let timeout = self.link_timeout.min(Duration::from_secs(2));
+        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout).is_ok())
             .await
-            .map(|_| ())
-            .map_err(|(error, _)| error)
+            .unwrap_or(false)
     }
 
     /// Click events not yet acknowledged.

@@ -45,13 +45,7 @@ pub(crate) async fn redirect(
             return Err(ApiError::unavailable("link index", error));
         }
     };
-    let header = |name: header::HeaderName| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
+    let header = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let event = ClickEvent {
         v: SCHEMA_VERSION,
         id: state.ids.next_id(),
@@ -126,22 +120,14 @@ fn view(state: &AppState, link: &LinkEvent) -> LinkView {
 /// characters. The message says what is wrong.
 pub(crate) fn validate_destination(raw: &str) -> Result<(), String> {
     if raw.len() > MAX_URL_BYTES {
-        return Err(format!(
-            "url is {} bytes; at most {MAX_URL_BYTES} are allowed",
-            raw.len()
-        ));
+        return Err(format!("url is {} bytes; at most {MAX_URL_BYTES} are allowed", raw.len()));
     }
     if let Some(c) = raw.chars().find(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "url contains the character {c:?}; whitespace and control characters are not allowed"
-        ));
+        return Err(format!("url contains the character {c:?}; whitespace and control characters are not allowed"));
     }
     let url = url::Url::parse(raw).map_err(|e| format!("url is not an absolute URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "url scheme '{}' is not allowed; use http or https",
-            url.scheme()
-        ));
+        return Err(format!("url scheme '{}' is not allowed; use http or https", url.scheme()));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err("url has no host".into());
@@ -151,9 +137,7 @@ pub(crate) fn validate_destination(raw: &str) -> Result<(), String> {
 
 fn new_code() -> String {
     let mut rng = rand::rng();
-    (0..CODE_LEN)
-        .map(|_| BASE62[rng.random_range(0..BASE62.len())] as char)
-        .collect()
+    (0..CODE_LEN).map(|_| BASE62[rng.random_range(0..BASE62.len())] as char).collect()
 }
 
 /// `POST /api/links`: claims a fresh code in the Redis index, then records the link on the
@@ -163,9 +147,8 @@ pub(crate) async fn create_link(
     body: Result<Json<CreateLink>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) = body?;
-    validate_destination(&request.url).map_err(|message| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_url", message)
-    })?;
+    validate_destination(&request.url)
+        .map_err(|message| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_url", message))?;
     let index = state.links.index();
     let id = state.ids.next_id();
     let mut link = LinkEvent {
@@ -181,11 +164,7 @@ pub(crate) async fn create_link(
     let mut claimed = false;
     for _ in 0..5 {
         link.code = new_code();
-        if index
-            .claim(&link)
-            .await
-            .map_err(|e| ApiError::unavailable("link index", e))?
-        {
+        if index.claim(&link).await.map_err(|e| ApiError::unavailable("link index", e))? {
             claimed = true;
             break;
         }
@@ -221,15 +200,10 @@ pub(crate) async fn link_stats(
     Path(code): Path<String>,
     query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", e.body_text()))?;
     let days = query.days.unwrap_or(30);
     if !(1..=3660).contains(&days) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_parameter",
-            "days must be between 1 and 3660",
-        ));
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", "days must be between 1 and 3660"));
     }
     let link = state
         .links
@@ -261,23 +235,16 @@ pub(crate) async fn healthz() -> &'static str {
 /// what is not.
 pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let redis_ok = state.links.index().ping().await.is_ok();
-    let kafka_ok = state.kafka.check_reachable().await.is_ok();
-    let body = serde_json::json!({ "redis": redis_ok, "kafka": kafka_ok, "clicks_in_flight": state.producers.in_flight() });
-    let status = if redis_ok && kafka_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let kafka_ok = state.producers.kafka_reachable().await;
+    let body =
+        serde_json::json!({ "redis": redis_ok, "kafka": kafka_ok, "clicks_in_flight": state.producers.in_flight() });
+    let status = if redis_ok && kafka_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
 }
 
 /// `GET /metrics`: Prometheus text format.
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.prometheus.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.prometheus.render()).into_response()
 }
 
 /// Any other path.
@@ -291,42 +258,19 @@ mod tests {
 
     #[test]
     fn ips_are_truncated_to_their_network() {
-        assert_eq!(
-            truncate_ip("203.0.113.77".parse().unwrap()).to_string(),
-            "203.0.113.0"
-        );
-        assert_eq!(
-            truncate_ip("2001:db8:abcd:12::1".parse().unwrap()).to_string(),
-            "2001:db8:abcd::"
-        );
-        assert_eq!(
-            truncate_ip("::ffff:198.51.100.9".parse().unwrap()).to_string(),
-            "198.51.100.0"
-        );
+        assert_eq!(truncate_ip("203.0.113.77".parse().unwrap()).to_string(), "203.0.113.0");
+        assert_eq!(truncate_ip("2001:db8:abcd:12::1".parse().unwrap()).to_string(), "2001:db8:abcd::");
+        assert_eq!(truncate_ip("::ffff:198.51.100.9".parse().unwrap()).to_string(), "198.51.100.0");
     }
 
     #[test]
     fn destinations_must_be_absolute_http_urls_without_whitespace() {
         assert!(validate_destination("https://example.com/a?b=c").is_ok());
+        assert!(validate_destination("ftp://example.com/").unwrap_err().contains("scheme"));
+        assert!(validate_destination("/relative").unwrap_err().contains("absolute"));
+        assert!(validate_destination("https://example.com/a b").unwrap_err().contains("whitespace"));
         assert!(
-            validate_destination("ftp://example.com/")
-                .unwrap_err()
-                .contains("scheme")
-        );
-        assert!(
-            validate_destination("/relative")
-                .unwrap_err()
-                .contains("absolute")
-        );
-        assert!(
-            validate_destination("https://example.com/a b")
-                .unwrap_err()
-                .contains("whitespace")
-        );
-        assert!(
-            validate_destination(&format!("https://example.com/{}", "a".repeat(2100)))
-                .unwrap_err()
-                .contains("2048")
+            validate_destination(&format!("https://example.com/{}", "a".repeat(2100))).unwrap_err().contains("2048")
         );
     }
 

@@ -13,7 +13,6 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use events::EventIdGenerator;
-use events::kafka::KafkaConfig;
 use metrics::{counter, histogram};
 use metrics_exporter_prometheus::PrometheusHandle;
 use sinks::clickhouse::ClickhouseConfig;
@@ -33,7 +32,6 @@ pub struct AppState {
     pub(crate) cache_control: HeaderValue,
     pub(crate) public_url: String,
     pub(crate) clickhouse: ClickhouseConfig,
-    pub(crate) kafka: KafkaConfig,
     pub(crate) prometheus: PrometheusHandle,
 }
 
@@ -41,10 +39,7 @@ impl AppState {
     /// Connects to Redis and Kafka (failing with a message naming the one that does not
     /// answer) and builds the producers. ClickHouse is only needed by the stats route and is
     /// not required at start.
-    pub async fn build(
-        config: &EdgeConfig,
-        prometheus: PrometheusHandle,
-    ) -> Result<Self, EdgeError> {
+    pub async fn build(config: &EdgeConfig, prometheus: PrometheusHandle) -> Result<Self, EdgeError> {
         config.validate()?;
         let conn = config.redis.connect().await?;
         config.kafka.check_reachable().await?;
@@ -57,8 +52,7 @@ impl AppState {
             ),
             producers: Producers::new(config)?,
             ids: EventIdGenerator::new(config.worker()),
-            cache_control: HeaderValue::from_str(&config.redirect_cache_control)
-                .expect("validated"),
+            cache_control: HeaderValue::from_str(&config.redirect_cache_control).expect("validated"),
             public_url: config
                 .public_url
                 .clone()
@@ -66,7 +60,6 @@ impl AppState {
                 .trim_end_matches('/')
                 .to_string(),
             clickhouse: config.clickhouse.clone(),
-            kafka: config.kafka.clone(),
             prometheus,
         })
     }
@@ -89,11 +82,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// Counts every request by route template and status class, and times it.
 async fn track(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_string();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
     let started = Instant::now();
     let response = next.run(request).await;
     let class = match response.status().as_u16() {
@@ -103,8 +92,7 @@ async fn track(request: Request, next: Next) -> Response {
         400..=499 => "4xx",
         _ => "5xx",
     };
-    histogram!(REQUEST_DURATION_SECONDS, "route" => route.clone())
-        .record(started.elapsed().as_secs_f64());
+    histogram!(REQUEST_DURATION_SECONDS, "route" => route.clone()).record(started.elapsed().as_secs_f64());
     counter!(REQUESTS_TOTAL, "route" => route, "status_class" => class).increment(1);
     response
 }
@@ -121,19 +109,15 @@ pub async fn run(
     let state = Arc::new(AppState::build(&config, prometheus).await?);
     let app = router(Arc::clone(&state));
     tracing::info!(addr = %listener.local_addr()?, "edge serving");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await?;
 
     let in_flight = state.producers.in_flight();
     tracing::info!(in_flight, "edge stopped accepting; flushing click events");
     let flush_timeout = Duration::from_millis(config.shutdown_flush_ms);
-    let flushed = tokio::task::spawn_blocking(move || state.producers.flush(flush_timeout))
-        .await
-        .expect("flush does not panic");
+    let flushed =
+        tokio::task::spawn_blocking(move || state.producers.flush(flush_timeout)).await.expect("flush does not panic");
     if let Err(error) = flushed {
         tracing::error!(%error, "click events still unacknowledged at shutdown");
     }

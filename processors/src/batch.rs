@@ -20,10 +20,7 @@ impl Batch {
     /// Records that the message at `offset` of `partition` is part of this batch.
     pub(crate) fn add_message(&mut self, partition: i32, offset: i64) {
         self.started.get_or_insert_with(Instant::now);
-        self.ranges
-            .entry(partition)
-            .and_modify(|r| r.1 = r.1.max(offset))
-            .or_insert((offset, offset));
+        self.ranges.entry(partition).and_modify(|r| r.1 = r.1.max(offset)).or_insert((offset, offset));
     }
 
     pub(crate) fn add_row(&mut self, row: ClickRow) {
@@ -46,8 +43,7 @@ impl Batch {
     /// Forgets partitions this consumer no longer owns: their next owner reads them again
     /// from the committed offset.
     pub(crate) fn drop_partitions(&mut self, partitions: &[i32]) {
-        self.rows
-            .retain(|r| !partitions.contains(&r.kafka_partition));
+        self.rows.retain(|r| !partitions.contains(&r.kafka_partition));
         self.ranges.retain(|p, _| !partitions.contains(p));
         if self.ranges.is_empty() {
             self.started = None;
@@ -55,35 +51,20 @@ impl Batch {
     }
 
     /// Rows above `fences` (a partition without a fence has stored nothing).
-    pub(crate) fn rows_above<'a>(
-        &'a self,
-        fences: &'a Fences,
-    ) -> impl Iterator<Item = &'a ClickRow> + 'a {
-        self.rows.iter().filter(move |r| {
-            fences
-                .get(&r.kafka_partition)
-                .is_none_or(|f| r.kafka_offset > *f)
-        })
+    pub(crate) fn rows_above<'a>(&'a self, fences: &'a Fences) -> impl Iterator<Item = &'a ClickRow> + 'a {
+        self.rows.iter().filter(move |r| fences.get(&r.kafka_partition).is_none_or(|f| r.kafka_offset > *f))
     }
 
     /// Per partition with messages above `fence`: the offset range still to apply and the click
     /// count per link in it.
-    pub(crate) fn increments_above(
-        &self,
-        partition: i32,
-        fence: Option<i64>,
-    ) -> Option<(i64, i64, Vec<(u64, u64)>)> {
+    pub(crate) fn increments_above(&self, partition: i32, fence: Option<i64>) -> Option<(i64, i64, Vec<(u64, u64)>)> {
         let (first, last) = *self.ranges.get(&partition)?;
         let floor = fence.unwrap_or(-1);
         if last <= floor {
             return None;
         }
         let mut counts: HashMap<u64, u64> = HashMap::new();
-        for row in self
-            .rows
-            .iter()
-            .filter(|r| r.kafka_partition == partition && r.kafka_offset > floor)
-        {
+        for row in self.rows.iter().filter(|r| r.kafka_partition == partition && r.kafka_offset > floor) {
             *counts.entry(row.link_id).or_default() += 1;
         }
         let mut counts: Vec<(u64, u64)> = counts.into_iter().collect();
@@ -97,10 +78,7 @@ impl Batch {
 
     /// The offset to commit per partition: one past the last message.
     pub(crate) fn commit_offsets(&self) -> Vec<(i32, i64)> {
-        self.ranges
-            .iter()
-            .map(|(p, (_, last))| (*p, last + 1))
-            .collect()
+        self.ranges.iter().map(|(p, (_, last))| (*p, last + 1)).collect()
     }
 
     /// Empties the batch after it was stored.
@@ -146,24 +124,15 @@ mod tests {
     fn a_sink_gets_only_the_rows_above_its_fence() {
         let b = batch(&[(0, 10, 1), (0, 11, 1), (0, 12, 2), (1, 5, 3)]);
         let fences = Fences::from([(0, 11)]);
-        let offsets: Vec<(i32, i64)> = b
-            .rows_above(&fences)
-            .map(|r| (r.kafka_partition, r.kafka_offset))
-            .collect();
+        let offsets: Vec<(i32, i64)> = b.rows_above(&fences).map(|r| (r.kafka_partition, r.kafka_offset)).collect();
         assert_eq!(offsets, vec![(0, 12), (1, 5)]);
     }
 
     #[test]
     fn increments_start_after_a_fence_inside_the_batch() {
         let b = batch(&[(0, 10, 1), (0, 11, 1), (0, 12, 2), (0, 13, 1)]);
-        assert_eq!(
-            b.increments_above(0, None),
-            Some((10, 13, vec![(1, 3), (2, 1)]))
-        );
-        assert_eq!(
-            b.increments_above(0, Some(11)),
-            Some((12, 13, vec![(1, 1), (2, 1)]))
-        );
+        assert_eq!(b.increments_above(0, None), Some((10, 13, vec![(1, 3), (2, 1)])));
+        assert_eq!(b.increments_above(0, Some(11)), Some((12, 13, vec![(1, 1), (2, 1)])));
         assert_eq!(b.increments_above(0, Some(13)), None);
     }
 

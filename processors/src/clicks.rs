@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use events::{ClickEvent, decode_ndjson};
 use metrics::{counter, histogram};
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -24,7 +22,7 @@ use sinks::redis::{ApplyOutcome, ClickCounters};
 use crate::batch::Batch;
 use crate::enrich::click_row;
 use crate::metrics::{
-    BATCH_ROWS, DLQ_TOTAL, EVENTS_CONSUMED_TOTAL, FLUSH_DURATION_SECONDS, ROWS_FENCED_TOTAL,
+    BATCH_ROWS, DLQ_TOTAL, EVENTS_CONSUMED_TOTAL, FLUSH_DURATION_SECONDS, MESSAGES_SKIPPED_TOTAL, ROWS_FENCED_TOTAL,
     ROWS_STORED_TOTAL,
 };
 use crate::retry::with_backoff;
@@ -54,19 +52,13 @@ impl ClientContext for Rebalances {}
 impl ConsumerContext for Rebalances {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
-            self.changes
-                .lock()
-                .expect("not poisoned")
-                .push(Change::Revoked(partitions(list)));
+            self.changes.lock().expect("not poisoned").push(Change::Revoked(partitions(list)));
         }
     }
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
-            self.changes
-                .lock()
-                .expect("not poisoned")
-                .push(Change::Assigned(partitions(list)));
+            self.changes.lock().expect("not poisoned").push(Change::Assigned(partitions(list)));
         }
     }
 }
@@ -87,10 +79,7 @@ struct Pipeline {
 }
 
 /// Runs the clicks pipeline until `shutdown` completes; then stores and commits what it holds.
-pub async fn run_clicks(
-    config: &ProcessConfig,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), ProcessError> {
+pub async fn run_clicks(config: &ProcessConfig, shutdown: impl Future<Output = ()>) -> Result<(), ProcessError> {
     config.kafka.check_reachable().await?;
     config.clickhouse.server_version().await?;
     let redis = ClickCounters::new(config.redis.clone(), config.redis.connect().await?);
@@ -102,20 +91,14 @@ pub async fn run_clicks(
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        .set(
-            "session.timeout.ms",
-            config.kafka_session_timeout_ms.to_string(),
-        );
+        .set("session.timeout.ms", config.kafka_session_timeout_ms.to_string());
     // Static membership: a restarted processor reclaims its partitions at once. Besides being
     // faster, it sidesteps tansu 0.6 keeping a killed dynamic member as group leader.
     consumer_config.set("group.instance.id", config.instance_id());
-    let consumer: StreamConsumer<Rebalances> =
-        consumer_config.create_with_context(Rebalances::default())?;
+    let consumer: StreamConsumer<Rebalances> = consumer_config.create_with_context(Rebalances::default())?;
     consumer.subscribe(&[topics.clicks.as_str()])?;
     let mut dlq_config = config.kafka.client_config();
-    dlq_config
-        .set("enable.idempotence", "true")
-        .set("acks", "all");
+    dlq_config.set("enable.idempotence", "true").set("acks", "all");
 
     let mut pipeline = Pipeline {
         consumer,
@@ -143,8 +126,7 @@ impl Pipeline {
     async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), ProcessError> {
         tokio::pin!(shutdown);
         loop {
-            let deadline =
-                tokio::time::Instant::now() + self.max_age.saturating_sub(self.batch.age());
+            let deadline = tokio::time::Instant::now() + self.max_age.saturating_sub(self.batch.age());
             tokio::select! {
                 () = &mut shutdown => break,
                 () = tokio::time::sleep_until(deadline), if !self.batch.is_empty() => {}
@@ -159,9 +141,7 @@ impl Pipeline {
                 }
             }
             self.apply_rebalances().await?;
-            if self.batch.len() >= self.max_rows
-                || (!self.batch.is_empty() && self.batch.age() >= self.max_age)
-            {
+            if self.batch.len() >= self.max_rows || (!self.batch.is_empty() && self.batch.age() >= self.max_age) {
                 self.flush().await?;
             }
         }
@@ -172,21 +152,11 @@ impl Pipeline {
     }
 
     async fn apply_rebalances(&mut self) -> Result<(), ProcessError> {
-        let changes = std::mem::take(
-            &mut *self
-                .consumer
-                .context()
-                .changes
-                .lock()
-                .expect("not poisoned"),
-        );
+        let changes = std::mem::take(&mut *self.consumer.context().changes.lock().expect("not poisoned"));
         for change in changes {
             match change {
                 Change::Revoked(partitions) => {
-                    tracing::info!(
-                        ?partitions,
-                        "partitions revoked; their unstored events are left to the next owner"
-                    );
+                    tracing::info!(?partitions, "partitions revoked; their unstored events are left to the next owner");
                     self.batch.drop_partitions(&partitions);
                     for p in &partitions {
                         self.ch_fences.remove(p);
@@ -194,10 +164,9 @@ impl Pipeline {
                     }
                 }
                 Change::Assigned(partitions) => {
-                    let ch = with_backoff(PIPELINE, "clickhouse", self.max_backoff, || {
-                        self.clickhouse.fences(CH_SOURCE)
-                    })
-                    .await?;
+                    let ch =
+                        with_backoff(PIPELINE, "clickhouse", self.max_backoff, || self.clickhouse.fences(CH_SOURCE))
+                            .await?;
                     let redis = with_backoff(PIPELINE, "redis", self.max_backoff, || {
                         self.redis.fences(&self.topic, &partitions)
                     })
@@ -217,10 +186,9 @@ impl Pipeline {
 
     /// Decodes one message into the batch; undecodable lines go to the dead-letter topic.
     async fn take(&mut self, partition: i32, offset: i64, key: Option<Vec<u8>>, payload: Vec<u8>) {
-        let stored_everywhere =
-            |fences: &Fences| fences.get(&partition).is_some_and(|f| offset <= *f);
+        let stored_everywhere = |fences: &Fences| fences.get(&partition).is_some_and(|f| offset <= *f);
         if stored_everywhere(&self.ch_fences) && stored_everywhere(&self.redis_fences) {
-            counter!(ROWS_FENCED_TOTAL, "pipeline" => PIPELINE, "sink" => "all").increment(1);
+            counter!(MESSAGES_SKIPPED_TOTAL, "pipeline" => PIPELINE).increment(1);
             return;
         }
         self.batch.add_message(partition, offset);
@@ -232,63 +200,40 @@ impl Pipeline {
                     self.batch.add_row(click_row(event, partition, offset));
                 }
                 Err(error) => {
-                    self.dead_letter(
-                        partition,
-                        offset,
-                        key.as_deref(),
-                        &payload,
-                        &error.to_string(),
-                    )
-                    .await
+                    // Only the bad line goes to the dead-letter topic: the good lines of the
+                    // message are stored, so replaying the dead letter cannot repeat them.
+                    let line = payload.split(|b| *b == b'\n').nth(error.line - 1).unwrap_or_default();
+                    self.dead_letter(partition, offset, error.line, key.as_deref(), line, &error.to_string()).await;
                 }
             }
         }
         counter!(EVENTS_CONSUMED_TOTAL, "pipeline" => PIPELINE).increment(decoded);
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn dead_letter(
         &self,
         partition: i32,
         offset: i64,
+        line: usize,
         key: Option<&[u8]>,
         payload: &[u8],
         reason: &str,
     ) {
-        tracing::warn!(
-            partition,
-            offset,
-            reason,
-            "undecodable message sent to the dead-letter topic"
-        );
-        let (partition_s, offset_s) = (partition.to_string(), offset.to_string());
+        tracing::warn!(partition, offset, reason, "undecodable message sent to the dead-letter topic");
+        let (partition_s, offset_s, line_s) = (partition.to_string(), offset.to_string(), line.to_string());
         let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "runnel.reason",
-                value: Some(reason),
-            })
-            .insert(Header {
-                key: "runnel.pipeline",
-                value: Some(PIPELINE),
-            })
-            .insert(Header {
-                key: "runnel.source.topic",
-                value: Some(self.topic.as_str()),
-            })
-            .insert(Header {
-                key: "runnel.source.partition",
-                value: Some(partition_s.as_str()),
-            })
-            .insert(Header {
-                key: "runnel.source.offset",
-                value: Some(offset_s.as_str()),
-            });
+            .insert(Header { key: "runnel.reason", value: Some(reason) })
+            .insert(Header { key: "runnel.pipeline", value: Some(PIPELINE) })
+            .insert(Header { key: "runnel.source.topic", value: Some(self.topic.as_str()) })
+            .insert(Header { key: "runnel.source.partition", value: Some(partition_s.as_str()) })
+            .insert(Header { key: "runnel.source.offset", value: Some(offset_s.as_str()) })
+            .insert(Header { key: "runnel.source.line", value: Some(line_s.as_str()) });
         // Wait for the ack: the batch (and so the commit) must not pass a message whose dead
         // letter is not stored.
         let mut backoff = Duration::from_millis(100);
         loop {
-            let mut record = FutureRecord::to(&self.dlq_topic)
-                .payload(payload)
-                .headers(headers.clone());
+            let mut record = FutureRecord::to(&self.dlq_topic).payload(payload).headers(headers.clone());
             if let Some(key) = key {
                 record = record.key(key);
             }
@@ -320,10 +265,8 @@ impl Pipeline {
             })
             .await?;
         }
-        counter!(ROWS_STORED_TOTAL, "pipeline" => PIPELINE, "sink" => "clickhouse")
-            .increment(rows.len() as u64);
-        counter!(ROWS_FENCED_TOTAL, "pipeline" => PIPELINE, "sink" => "clickhouse")
-            .increment(fenced as u64);
+        counter!(ROWS_STORED_TOTAL, "pipeline" => PIPELINE, "sink" => "clickhouse").increment(rows.len() as u64);
+        counter!(ROWS_FENCED_TOTAL, "pipeline" => PIPELINE, "sink" => "clickhouse").increment(fenced as u64);
         let mut stored = Fences::new();
         for row in &rows {
             let fence = stored.entry(row.kafka_partition).or_insert(-1);
@@ -340,19 +283,15 @@ impl Pipeline {
         let started = Instant::now();
         for partition in self.batch.partitions() {
             let mut fence = self.redis_fences.get(&partition).copied();
-            while let Some((first, last, increments)) =
-                self.batch.increments_above(partition, fence)
-            {
+            while let Some((first, last, increments)) = self.batch.increments_above(partition, fence) {
                 let outcome = with_backoff(PIPELINE, "redis", self.max_backoff, || {
-                    self.redis
-                        .apply(&self.topic, partition, first, last, &increments)
+                    self.redis.apply(&self.topic, partition, first, last, &increments)
                 })
                 .await?;
                 match outcome {
                     ApplyOutcome::Applied => {
                         let applied: u64 = increments.iter().map(|(_, n)| n).sum();
-                        counter!(ROWS_STORED_TOTAL, "pipeline" => PIPELINE, "sink" => "redis")
-                            .increment(applied);
+                        counter!(ROWS_STORED_TOTAL, "pipeline" => PIPELINE, "sink" => "redis").increment(applied);
                         fence = Some(last);
                     }
                     ApplyOutcome::AlreadyApplied => fence = Some(last),

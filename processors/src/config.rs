@@ -19,12 +19,7 @@ pub enum Pipeline {
 #[derive(clap::Args, Clone, Debug)]
 pub struct ProcessConfig {
     /// Pipelines to run, comma separated. Available: `clicks`.
-    #[arg(
-        long,
-        env = "RUNNEL_PIPELINES",
-        default_value = "clicks",
-        value_delimiter = ','
-    )]
+    #[arg(long, env = "RUNNEL_PIPELINES", default_value = "clicks", value_delimiter = ',')]
     pub pipelines: Vec<String>,
     /// Prefix of consumer group ids: `{prefix}clicks`.
     #[arg(long, env = "RUNNEL_GROUP_PREFIX", default_value = "runnel-")]
@@ -40,11 +35,7 @@ pub struct ProcessConfig {
     pub retry_max_backoff_ms: u64,
     /// Consumer-group session timeout, in milliseconds: how long the group waits for a
     /// processor that vanished (crash, kill -9) before handing its partitions to the others.
-    #[arg(
-        long,
-        env = "RUNNEL_KAFKA_SESSION_TIMEOUT_MS",
-        default_value_t = 10_000
-    )]
+    #[arg(long, env = "RUNNEL_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
     pub kafka_session_timeout_ms: u64,
     /// Static group membership id (`group.instance.id`), unique per processor and stable
     /// across its restarts: a processor restarted under the same id takes its partitions back
@@ -53,11 +44,7 @@ pub struct ProcessConfig {
     #[arg(long, env = "RUNNEL_PROCESSOR_INSTANCE_ID")]
     pub instance_id: Option<String>,
     /// Address of the processors' `/metrics` endpoint.
-    #[arg(
-        long,
-        env = "RUNNEL_PROCESS_METRICS_ADDR",
-        default_value = "127.0.0.1:9464"
-    )]
+    #[arg(long, env = "RUNNEL_PROCESS_METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: SocketAddr,
     /// Kafka.
     #[command(flatten)]
@@ -112,10 +99,7 @@ impl ProcessConfig {
             }
         }
         if pipelines.is_empty() {
-            return Err(ProcessError::Invalid {
-                variable: "RUNNEL_PIPELINES",
-                reason: "no pipeline named".into(),
-            });
+            return Err(ProcessError::Invalid { variable: "RUNNEL_PIPELINES", reason: "no pipeline named".into() });
         }
         Ok(pipelines)
     }

@@ -62,10 +62,7 @@ mod tests {
     fn head_requests_empty_agents_and_crawlers_are_bots_browsers_are_not() {
         assert!(is_bot("HEAD", "Mozilla/5.0"));
         assert!(is_bot("GET", ""));
-        assert!(is_bot(
-            "GET",
-            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
-        ));
+        assert!(is_bot("GET", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"));
         assert!(is_bot("GET", "facebookexternalhit/1.1"));
         assert!(!is_bot(
             "GET",

@@ -5,10 +5,7 @@
 pub enum ProcessError {
     /// A setting is unusable; names the variable.
     #[error("invalid {variable}: {reason}")]
-    Invalid {
-        variable: &'static str,
-        reason: String,
-    },
+    Invalid { variable: &'static str, reason: String },
     /// Kafka set-up failed.
     #[error(transparent)]
     Kafka(#[from] events::kafka::KafkaSetupError),

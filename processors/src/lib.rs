@@ -27,12 +27,10 @@ pub async fn run(
 ) -> Result<(), ProcessError> {
     let pipelines = config.pipelines()?;
     metrics::describe();
-    let listener = tokio::net::TcpListener::bind(config.metrics_addr)
-        .await
-        .map_err(|e| ProcessError::Invalid {
-            variable: "RUNNEL_PROCESS_METRICS_ADDR",
-            reason: format!("cannot listen on {}: {e}", config.metrics_addr),
-        })?;
+    let listener = tokio::net::TcpListener::bind(config.metrics_addr).await.map_err(|e| ProcessError::Invalid {
+        variable: "RUNNEL_PROCESS_METRICS_ADDR",
+        reason: format!("cannot listen on {}: {e}", config.metrics_addr),
+    })?;
     tokio::spawn(metrics::serve(listener, prometheus));
     // One pipeline today; each further pipeline gets its own task and consumer group.
     let mut shutdown = Some(shutdown);

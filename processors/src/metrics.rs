@@ -9,6 +9,8 @@ pub(crate) const EVENTS_CONSUMED_TOTAL: &str = "runnel_processor_events_consumed
 pub(crate) const ROWS_STORED_TOTAL: &str = "runnel_processor_rows_stored_total";
 /// Rows a sink skipped because its fence showed them stored already, by pipeline and sink (counter).
 pub(crate) const ROWS_FENCED_TOTAL: &str = "runnel_processor_rows_fenced_total";
+/// Messages skipped whole because every sink's fence already covers them, by pipeline (counter).
+pub(crate) const MESSAGES_SKIPPED_TOTAL: &str = "runnel_processor_messages_skipped_total";
 /// Flush latency by pipeline and sink (histogram, seconds).
 pub(crate) const FLUSH_DURATION_SECONDS: &str = "runnel_processor_flush_duration_seconds";
 /// Events per batch at flush, by pipeline (histogram).
@@ -22,15 +24,8 @@ pub(crate) fn describe() {
     use metrics::{describe_counter, describe_histogram};
     describe_counter!(EVENTS_CONSUMED_TOTAL, "Events decoded from Kafka");
     describe_counter!(ROWS_STORED_TOTAL, "Rows stored per sink");
-    describe_counter!(
-        ROWS_FENCED_TOTAL,
-        "Rows skipped because the sink's fence showed them stored"
-    );
-    describe_histogram!(
-        FLUSH_DURATION_SECONDS,
-        metrics::Unit::Seconds,
-        "Time to store one batch in one sink"
-    );
+    describe_counter!(ROWS_FENCED_TOTAL, "Rows skipped because the sink's fence showed them stored");
+    describe_histogram!(FLUSH_DURATION_SECONDS, metrics::Unit::Seconds, "Time to store one batch in one sink");
     describe_histogram!(BATCH_ROWS, "Events per batch at flush");
     describe_counter!(RETRIES_TOTAL, "Retries of failing sink operations");
     describe_counter!(DLQ_TOTAL, "Messages sent to the dead-letter topic");
@@ -38,10 +33,7 @@ pub(crate) fn describe() {
 
 /// Serves `GET /metrics` until the process ends.
 pub(crate) async fn serve(listener: tokio::net::TcpListener, prometheus: PrometheusHandle) {
-    let app = axum::Router::new().route(
-        "/metrics",
-        get(move || std::future::ready(prometheus.render())),
-    );
+    let app = axum::Router::new().route("/metrics", get(move || std::future::ready(prometheus.render())));
     if let Err(error) = axum::serve(listener, app).await {
         tracing::error!(%error, "metrics endpoint stopped");
     }

@@ -5,22 +5,13 @@
 pub enum SinkError {
     /// A setting is unusable; names the variable.
     #[error("invalid {variable}: {reason}")]
-    Invalid {
-        variable: &'static str,
-        reason: String,
-    },
+    Invalid { variable: &'static str, reason: String },
     /// ClickHouse did not answer or refused a statement.
     #[error("ClickHouse at {url}: {source}")]
-    Clickhouse {
-        url: String,
-        source: ::clickhouse::error::Error,
-    },
+    Clickhouse { url: String, source: ::clickhouse::error::Error },
     /// Redis did not answer or refused a command.
     #[error("Redis at {url}: {source}")]
-    Redis {
-        url: String,
-        source: ::redis::RedisError,
-    },
+    Redis { url: String, source: ::redis::RedisError },
     /// A migration cannot be applied as it stands.
     #[error("migration {file}: {reason}")]
     Migration { file: String, reason: String },
@@ -45,12 +36,8 @@ impl SinkError {
                 }
             }
             // The client library already knows which of its errors are transient.
-            SinkError::Redis { source, .. } => {
-                !matches!(source.retry_method(), ::redis::RetryMethod::NoRetry)
-            }
-            SinkError::Invalid { .. } | SinkError::Migration { .. } | SinkError::Corrupt { .. } => {
-                false
-            }
+            SinkError::Redis { source, .. } => !matches!(source.retry_method(), ::redis::RetryMethod::NoRetry),
+            SinkError::Invalid { .. } | SinkError::Migration { .. } | SinkError::Corrupt { .. } => false,
         }
     }
 }
@@ -77,33 +64,14 @@ mod tests {
     use super::*;
 
     fn ch(source: ::clickhouse::error::Error) -> SinkError {
-        SinkError::Clickhouse {
-            url: "http://x".into(),
-            source,
-        }
+        SinkError::Clickhouse { url: "http://x".into(), source }
     }
 
     #[test]
     fn network_failures_and_server_trouble_are_retried_but_bad_data_is_not() {
         assert!(ch(::clickhouse::error::Error::TimedOut).is_retryable());
-        assert!(
-            ch(::clickhouse::error::Error::BadResponse(
-                "Code: 252. Too many parts".into()
-            ))
-            .is_retryable()
-        );
-        assert!(
-            !ch(::clickhouse::error::Error::BadResponse(
-                "Code: 27. Cannot parse input".into()
-            ))
-            .is_retryable()
-        );
-        assert!(
-            !SinkError::Migration {
-                file: "0001.sql".into(),
-                reason: "edited".into()
-            }
-            .is_retryable()
-        );
+        assert!(ch(::clickhouse::error::Error::BadResponse("Code: 252. Too many parts".into())).is_retryable());
+        assert!(!ch(::clickhouse::error::Error::BadResponse("Code: 27. Cannot parse input".into())).is_retryable());
+        assert!(!SinkError::Migration { file: "0001.sql".into(), reason: "edited".into() }.is_retryable());
     }
 }

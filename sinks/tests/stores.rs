@@ -55,7 +55,8 @@ async fn migrations_apply_once_and_an_edited_applied_file_is_refused() {
     let config = clickhouse(&unique("runnel_migrate"));
     let _db = Database(config.clone());
     let v1 = Migration::parse("0001_a.sql", "CREATE TABLE a (x UInt8) ENGINE = Memory;").unwrap();
-    let v2 = Migration::parse("0002_b.sql", "CREATE TABLE b (y UInt8) ENGINE = Memory;\nINSERT INTO b VALUES (7);").unwrap();
+    let v2 =
+        Migration::parse("0002_b.sql", "CREATE TABLE b (y UInt8) ENGINE = Memory;\nINSERT INTO b VALUES (7);").unwrap();
 
     let applied = Migrator::with_migrations(config.clone(), vec![v1.clone(), v2.clone()]).apply().await.unwrap();
     assert_eq!(applied.len(), 2);
@@ -118,7 +119,10 @@ async fn the_clickhouse_fence_follows_every_insert_and_the_daily_view_fills() {
     assert_eq!(fences.get(&3), Some(&4));
     assert_eq!(fences.len(), 2);
     assert_eq!(count(&config, "SELECT countMerge(clicks) FROM clicks_daily_by_link WHERE link_id = 42").await, 17);
-    assert_eq!(count(&config, "SELECT toUInt64(uniqMerge(visitors)) FROM clicks_daily_by_link WHERE link_id = 42").await, 3);
+    assert_eq!(
+        count(&config, "SELECT toUInt64(uniqMerge(visitors)) FROM clicks_daily_by_link WHERE link_id = 42").await,
+        3
+    );
 }
 
 async fn cleanup(config: &RedisConfig) {

@@ -26,11 +26,7 @@ pub fn redis_url() -> String {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// One test's private slice of the stack.
@@ -55,10 +51,7 @@ impl Proc {
         let _ = self.child.wait();
     }
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         self.child.wait().unwrap()
     }
     pub fn log_text(&self) -> String {
@@ -77,10 +70,7 @@ impl TestEnv {
     pub fn new(name: &str) -> Self {
         let id = format!(
             "t{}{:08x}",
-            name.chars()
-                .filter(char::is_ascii_alphanumeric)
-                .take(8)
-                .collect::<String>(),
+            name.chars().filter(char::is_ascii_alphanumeric).take(8).collect::<String>(),
             rand::rng().random::<u32>()
         );
         let logs = std::env::temp_dir().join(format!("runnel-tests/{id}"));
@@ -126,10 +116,7 @@ impl TestEnv {
             .env("RUNNEL_CLICKHOUSE_DATABASE", self.database())
             .env("RUNNEL_REDIS_PREFIX", self.redis_prefix())
             .env("RUNNEL_EDGE_ADDR", format!("127.0.0.1:{}", self.edge_port))
-            .env(
-                "RUNNEL_PROCESS_METRICS_ADDR",
-                format!("127.0.0.1:{}", self.metrics_port),
-            )
+            .env("RUNNEL_PROCESS_METRICS_ADDR", format!("127.0.0.1:{}", self.metrics_port))
             .env("RUST_LOG", "info")
             .env_remove("RUST_BACKTRACE");
         for (k, v) in &self.extra_env {
@@ -141,11 +128,7 @@ impl TestEnv {
     /// Runs a one-shot subcommand and returns (success, stdout, stderr).
     pub fn run(&self, args: &[&str]) -> (bool, String, String) {
         let out = self.command(args).output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into(),
-            String::from_utf8_lossy(&out.stderr).into(),
-        )
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
     }
 
     /// Creates the topics and applies the migrations.
@@ -157,10 +140,9 @@ impl TestEnv {
     }
 
     pub fn spawn(&self, name: &str, args: &[&str]) -> Proc {
-        let log = self.logs.join(format!(
-            "{name}-{}.log",
-            Instant::now().elapsed().as_nanos() ^ rand::rng().random::<u32>() as u128
-        ));
+        let log = self
+            .logs
+            .join(format!("{name}-{}.log", Instant::now().elapsed().as_nanos() ^ rand::rng().random::<u32>() as u128));
         let file = std::fs::File::create(&log).unwrap();
         let child = self
             .command(args)
@@ -177,20 +159,13 @@ impl TestEnv {
         let url = format!("{}/healthz", self.edge_url());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if reqwest::get(&url)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
+            if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
                 return proc;
             }
             if let Ok(Some(status)) = proc.child.try_wait() {
                 panic!("edge exited with {status}:\n{}", proc.log_text());
             }
-            assert!(
-                Instant::now() < deadline,
-                "edge did not answer within 30 s:\n{}",
-                proc.log_text()
-            );
+            assert!(Instant::now() < deadline, "edge did not answer within 30 s:\n{}", proc.log_text());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -200,18 +175,11 @@ impl TestEnv {
     }
 
     pub fn clickhouse(&self) -> clickhouse::Client {
-        clickhouse::Client::default()
-            .with_url(clickhouse_url())
-            .with_database(self.database())
-            .with_validation(false)
+        clickhouse::Client::default().with_url(clickhouse_url()).with_database(self.database()).with_validation(false)
     }
 
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(redis_url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
+        redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap()
     }
 
     pub async fn redis_get(&self, key: &str) -> Option<u64> {
@@ -223,11 +191,7 @@ impl TestEnv {
     }
 
     pub async fn ch_u64(&self, sql: &str) -> u64 {
-        self.clickhouse()
-            .query(sql)
-            .fetch_one::<u64>()
-            .await
-            .unwrap()
+        self.clickhouse().query(sql).fetch_one::<u64>().await.unwrap()
     }
 }
 
@@ -243,18 +207,10 @@ impl Drop for TestEnv {
         let database = self.database();
         let prefix = self.redis_prefix();
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async move {
-                let ch = clickhouse::Client::default()
-                    .with_url(clickhouse_url())
-                    .with_validation(false);
-                let _ = ch
-                    .query(&format!("DROP DATABASE IF EXISTS {database}"))
-                    .execute()
-                    .await;
+                let ch = clickhouse::Client::default().with_url(clickhouse_url()).with_validation(false);
+                let _ = ch.query(&format!("DROP DATABASE IF EXISTS {database}")).execute().await;
                 if let Ok(client) = redis::Client::open(redis_url()) {
                     if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
                         let keys: Vec<String> = redis::cmd("KEYS")
@@ -263,8 +219,7 @@ impl Drop for TestEnv {
                             .await
                             .unwrap_or_default();
                         if !keys.is_empty() {
-                            let _: Result<(), _> =
-                                redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
                         }
                     }
                 }
@@ -293,10 +248,7 @@ where
 
 /// An HTTP client that does not follow redirects.
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
 /// Creates a link through the API and returns (code, link_id).
@@ -307,15 +259,7 @@ pub async fn create_link(env: &TestEnv, url: &str) -> (String, u64) {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        response.status(),
-        201,
-        "create link: {}",
-        response.text().await.unwrap()
-    );
+    assert_eq!(response.status(), 201, "create link: {}", response.text().await.unwrap());
     let body: serde_json::Value = response.json().await.unwrap();
-    (
-        body["code"].as_str().unwrap().to_string(),
-        body["link_id"].as_u64().unwrap(),
-    )
+    (body["code"].as_str().unwrap().to_string(), body["link_id"].as_u64().unwrap())
 }

@@ -24,12 +24,7 @@ pub struct ClickhouseConfig {
     )]
     pub database: String,
     /// ClickHouse user.
-    #[arg(
-        id = "clickhouse_user",
-        long = "clickhouse-user",
-        env = "RUNNEL_CLICKHOUSE_USER",
-        default_value = "default"
-    )]
+    #[arg(id = "clickhouse_user", long = "clickhouse-user", env = "RUNNEL_CLICKHOUSE_USER", default_value = "default")]
     pub user: String,
     /// ClickHouse password (empty for none).
     #[arg(
@@ -56,12 +51,7 @@ impl ClickhouseConfig {
             });
         }
         // The name goes into DDL unquoted; keep it to identifier characters.
-        if self.database.is_empty()
-            || !self
-                .database
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
+        if self.database.is_empty() || !self.database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(SinkError::Invalid {
                 variable: "RUNNEL_CLICKHOUSE_DATABASE",
                 reason: format!("'{}' must be letters, digits and _", self.database),
@@ -77,32 +67,18 @@ impl ClickhouseConfig {
 
     /// A client without a database, for `CREATE DATABASE`.
     pub(crate) fn server_client(&self) -> Client {
-        let client = Client::default()
-            .with_url(&self.url)
-            .with_user(&self.user)
-            .with_validation(false);
-        if self.password.is_empty() {
-            client
-        } else {
-            client.with_password(&self.password)
-        }
+        let client = Client::default().with_url(&self.url).with_user(&self.user).with_validation(false);
+        if self.password.is_empty() { client } else { client.with_password(&self.password) }
     }
 
     /// Wraps a client error with the server's address.
     pub(crate) fn error(&self, source: clickhouse::error::Error) -> SinkError {
-        SinkError::Clickhouse {
-            url: self.url.clone(),
-            source,
-        }
+        SinkError::Clickhouse { url: self.url.clone(), source }
     }
 
     /// Asks the server for its version: fails with a message naming ClickHouse when it does not answer.
     pub async fn server_version(&self) -> Result<String, SinkError> {
-        self.server_client()
-            .query("SELECT version()")
-            .fetch_one::<String>()
-            .await
-            .map_err(|e| self.error(e))
+        self.server_client().query("SELECT version()").fetch_one::<String>().await.map_err(|e| self.error(e))
     }
 }
 
@@ -111,26 +87,15 @@ mod tests {
     use super::*;
 
     fn config(url: &str, database: &str) -> ClickhouseConfig {
-        ClickhouseConfig {
-            url: url.into(),
-            database: database.into(),
-            user: "default".into(),
-            password: String::new(),
-        }
+        ClickhouseConfig { url: url.into(), database: database.into(), user: "default".into(), password: String::new() }
     }
 
     #[test]
     fn bad_urls_and_database_names_are_refused_naming_the_variable() {
         assert!(config("http://127.0.0.1:8123", "runnel").validate().is_ok());
-        let error = config("127.0.0.1:8123", "runnel")
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let error = config("127.0.0.1:8123", "runnel").validate().unwrap_err().to_string();
         assert!(error.contains("RUNNEL_CLICKHOUSE_URL"), "{error}");
-        let error = config("http://h:8123", "run-nel; DROP")
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let error = config("http://h:8123", "run-nel; DROP").validate().unwrap_err().to_string();
         assert!(error.contains("RUNNEL_CLICKHOUSE_DATABASE"), "{error}");
     }
 }

@@ -30,25 +30,14 @@ pub struct Migration {
 impl Migration {
     /// Parses a file: `NNNN_name.sql` with statements ending in `;`.
     pub fn parse(name: &str, text: &str) -> Result<Self, SinkError> {
-        let bad = |reason: &str| SinkError::Migration {
-            file: name.to_string(),
-            reason: reason.to_string(),
-        };
+        let bad = |reason: &str| SinkError::Migration { file: name.to_string(), reason: reason.to_string() };
         let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
-        let version = digits.parse().map_err(|_| {
-            bad("file name must start with its version number, e.g. 0001_clicks.sql")
-        })?;
-        let without_comments: String = text
-            .lines()
-            .filter(|line| !line.trim_start().starts_with("--"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let statements: Vec<String> = without_comments
-            .split(';')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
+        let version =
+            digits.parse().map_err(|_| bad("file name must start with its version number, e.g. 0001_clicks.sql"))?;
+        let without_comments: String =
+            text.lines().filter(|line| !line.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+        let statements: Vec<String> =
+            without_comments.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
         if statements.is_empty() {
             return Err(bad("contains no statements"));
         }
@@ -62,10 +51,8 @@ impl Migration {
 
     /// The migrations compiled into this binary.
     pub fn embedded() -> Result<Vec<Self>, SinkError> {
-        let mut migrations = embedded::EMBEDDED
-            .iter()
-            .map(|(name, text)| Self::parse(name, text))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut migrations =
+            embedded::EMBEDDED.iter().map(|(name, text)| Self::parse(name, text)).collect::<Result<Vec<_>, _>>()?;
         migrations.sort_by_key(|m| m.version);
         if let Some(pair) = migrations.windows(2).find(|w| w[0].version == w[1].version) {
             return Err(SinkError::Migration {
@@ -120,10 +107,7 @@ impl Migrator {
     async fn ensure_bookkeeping(&self) -> Result<(), SinkError> {
         let server = self.config.server_client();
         server
-            .query(&format!(
-                "CREATE DATABASE IF NOT EXISTS {}",
-                self.config.database
-            ))
+            .query(&format!("CREATE DATABASE IF NOT EXISTS {}", self.config.database))
             .execute()
             .await
             .map_err(|e| self.config.error(e))?;
@@ -146,10 +130,7 @@ impl Migrator {
             .fetch_all()
             .await
             .map_err(|e| self.config.error(e))?;
-        let mut plan = MigrationPlan {
-            applied: Vec::new(),
-            pending: Vec::new(),
-        };
+        let mut plan = MigrationPlan { applied: Vec::new(), pending: Vec::new() };
         for migration in &self.migrations {
             match recorded.iter().find(|r| r.version == migration.version) {
                 Some(row) if row.checksum != migration.checksum => {
@@ -175,25 +156,15 @@ impl Migrator {
         let client = self.config.client();
         for migration in &plan.pending {
             for statement in &migration.statements {
-                client
-                    .query(statement)
-                    .execute()
-                    .await
-                    .map_err(|e| SinkError::Migration {
-                        file: migration.name.clone(),
-                        reason: format!("statement failed: {}", self.config.error(e)),
-                    })?;
+                client.query(statement).execute().await.map_err(|e| SinkError::Migration {
+                    file: migration.name.clone(),
+                    reason: format!("statement failed: {}", self.config.error(e)),
+                })?;
             }
-            let mut insert = client
-                .insert::<RecordRow<'_>>("schema_migrations")
-                .await
-                .map_err(|e| self.config.error(e))?;
+            let mut insert =
+                client.insert::<RecordRow<'_>>("schema_migrations").await.map_err(|e| self.config.error(e))?;
             insert
-                .write(&RecordRow {
-                    version: migration.version,
-                    name: &migration.name,
-                    checksum: &migration.checksum,
-                })
+                .write(&RecordRow { version: migration.version, name: &migration.name, checksum: &migration.checksum })
                 .await
                 .map_err(|e| self.config.error(e))?;
             insert.end().await.map_err(|e| self.config.error(e))?;
@@ -217,24 +188,14 @@ mod tests {
 
     #[test]
     fn a_file_without_a_version_number_is_refused() {
-        let error = Migration::parse("clicks.sql", "SELECT 1;")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("clicks.sql") && error.contains("version"),
-            "{error}"
-        );
+        let error = Migration::parse("clicks.sql", "SELECT 1;").unwrap_err().to_string();
+        assert!(error.contains("clicks.sql") && error.contains("version"), "{error}");
     }
 
     #[test]
     fn the_embedded_schema_parses_and_starts_with_the_clicks_table() {
         let migrations = Migration::embedded().unwrap();
         assert_eq!(migrations[0].version, 1);
-        assert!(
-            migrations[0]
-                .statements
-                .iter()
-                .any(|s| s.contains("CREATE TABLE IF NOT EXISTS clicks"))
-        );
+        assert!(migrations[0].statements.iter().any(|s| s.contains("CREATE TABLE IF NOT EXISTS clicks")));
     }
 }

@@ -20,11 +20,7 @@ pub struct DailyStats {
 }
 
 /// Daily stats of `link_id` for the last `days` days, oldest first.
-pub async fn daily_stats(
-    config: &ClickhouseConfig,
-    link_id: u64,
-    days: u32,
-) -> Result<Vec<DailyStats>, SinkError> {
+pub async fn daily_stats(config: &ClickhouseConfig, link_id: u64, days: u32) -> Result<Vec<DailyStats>, SinkError> {
     config
         .client()
         .query(

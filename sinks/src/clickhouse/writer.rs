@@ -59,15 +59,8 @@ impl ClickhouseWriter {
     }
 
     /// Inserts `rows` in one INSERT (one part, and one fence update through the view).
-    pub async fn insert_clicks<'a>(
-        &self,
-        rows: impl IntoIterator<Item = &'a ClickRow>,
-    ) -> Result<(), SinkError> {
-        let mut insert = self
-            .client
-            .insert::<ClickRow>("clicks")
-            .await
-            .map_err(|e| self.config.error(e))?;
+    pub async fn insert_clicks<'a>(&self, rows: impl IntoIterator<Item = &'a ClickRow>) -> Result<(), SinkError> {
+        let mut insert = self.client.insert::<ClickRow>("clicks").await.map_err(|e| self.config.error(e))?;
         for row in rows {
             insert.write(row).await.map_err(|e| self.config.error(e))?;
         }
@@ -83,9 +76,6 @@ impl ClickhouseWriter {
             .fetch_all()
             .await
             .map_err(|e| self.config.error(e))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.kafka_partition, r.max_offset))
-            .collect())
+        Ok(rows.into_iter().map(|r| (r.kafka_partition, r.max_offset)).collect())
     }
 }

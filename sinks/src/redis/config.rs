@@ -9,20 +9,10 @@ use crate::SinkError;
 #[derive(clap::Args, Clone, Debug)]
 pub struct RedisConfig {
     /// Redis URL.
-    #[arg(
-        id = "redis_url",
-        long = "redis-url",
-        env = "RUNNEL_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
-    )]
+    #[arg(id = "redis_url", long = "redis-url", env = "RUNNEL_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub url: String,
     /// Prefix of every key Runnel writes (lets several deployments or tests share one Redis).
-    #[arg(
-        id = "redis_prefix",
-        long = "redis-prefix",
-        env = "RUNNEL_REDIS_PREFIX",
-        default_value = ""
-    )]
+    #[arg(id = "redis_prefix", long = "redis-prefix", env = "RUNNEL_REDIS_PREFIX", default_value = "")]
     pub prefix: String,
     /// Timeout of one Redis command, in milliseconds.
     #[arg(
@@ -37,10 +27,8 @@ pub struct RedisConfig {
 impl RedisConfig {
     /// Checks the settings without I/O.
     pub fn validate(&self) -> Result<(), SinkError> {
-        redis::Client::open(self.url.as_str()).map_err(|e| SinkError::Invalid {
-            variable: "RUNNEL_REDIS_URL",
-            reason: format!("'{}': {e}", self.url),
-        })?;
+        redis::Client::open(self.url.as_str())
+            .map_err(|e| SinkError::Invalid { variable: "RUNNEL_REDIS_URL", reason: format!("'{}': {e}", self.url) })?;
         Ok(())
     }
 
@@ -53,22 +41,14 @@ impl RedisConfig {
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(2);
-        let mut conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| self.error(e))?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map_err(|e| self.error(e))?;
+        let mut conn = ConnectionManager::new_with_config(client, config).await.map_err(|e| self.error(e))?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(|e| self.error(e))?;
         Ok(conn)
     }
 
     /// Wraps a client error with the server's address.
     pub(crate) fn error(&self, source: redis::RedisError) -> SinkError {
-        SinkError::Redis {
-            url: self.url.clone(),
-            source,
-        }
+        SinkError::Redis { url: self.url.clone(), source }
     }
 
     /// `{prefix}{rest}`.

@@ -42,11 +42,7 @@ pub struct ClickCounters {
 impl ClickCounters {
     /// Counters over an open connection.
     pub fn new(config: RedisConfig, conn: ConnectionManager) -> Self {
-        Self {
-            config,
-            conn,
-            script: Script::new(APPLY),
-        }
+        Self { config, conn, script: Script::new(APPLY) }
     }
 
     fn fence_key(&self, source: &str, partition: i32) -> String {
@@ -75,10 +71,8 @@ impl ClickCounters {
         for (_, count) in increments {
             invocation.arg(*count);
         }
-        let (status, fence): (i64, i64) = invocation
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(|e| self.config.error(e))?;
+        let (status, fence): (i64, i64) =
+            invocation.invoke_async(&mut self.conn.clone()).await.map_err(|e| self.config.error(e))?;
         Ok(match status {
             1 => ApplyOutcome::Applied,
             0 => ApplyOutcome::AlreadyApplied,
@@ -91,20 +85,13 @@ impl ClickCounters {
         if partitions.is_empty() {
             return Ok(Fences::new());
         }
-        let keys: Vec<String> = partitions
-            .iter()
-            .map(|p| self.fence_key(source, *p))
-            .collect();
+        let keys: Vec<String> = partitions.iter().map(|p| self.fence_key(source, *p)).collect();
         let values: Vec<Option<i64>> = redis::cmd("MGET")
             .arg(&keys)
             .query_async(&mut self.conn.clone())
             .await
             .map_err(|e| self.config.error(e))?;
-        Ok(partitions
-            .iter()
-            .zip(values)
-            .filter_map(|(p, v)| v.map(|v| (*p, v)))
-            .collect())
+        Ok(partitions.iter().zip(values).filter_map(|(p, v)| v.map(|v| (*p, v))).collect())
     }
 
     /// Total clicks counted for `link_id`.

@@ -41,32 +41,24 @@ impl LinkIndex {
     /// The current state of `code`, if any.
     pub async fn get(&self, code: &str) -> Result<Option<LinkEvent>, SinkError> {
         let key = self.key(code);
-        let json: Option<String> = self
-            .conn
-            .clone()
-            .get(&key)
-            .await
-            .map_err(|e| self.config.error(e))?;
-        json.map(|json| {
-            serde_json::from_str(&json).map_err(|e| SinkError::Corrupt {
-                key,
-                reason: e.to_string(),
-            })
-        })
-        .transpose()
+        let json: Option<String> = self.conn.clone().get(&key).await.map_err(|e| self.config.error(e))?;
+        json.map(|json| serde_json::from_str(&json).map_err(|e| SinkError::Corrupt { key, reason: e.to_string() }))
+            .transpose()
     }
 
     /// Removes `link` from the index if the index still holds exactly this version (undoes a
     /// [`claim`](Self::claim) whose event could not be recorded).
     pub async fn release(&self, link: &LinkEvent) -> Result<(), SinkError> {
         let json = serde_json::to_string(link).expect("link event serializes");
-        redis::Script::new("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
-            .key(self.key(&link.code))
-            .arg(json)
-            .invoke_async::<i64>(&mut self.conn.clone())
-            .await
-            .map(|_| ())
-            .map_err(|e| self.config.error(e))
+        redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+        )
+        .key(self.key(&link.code))
+        .arg(json)
+        .invoke_async::<i64>(&mut self.conn.clone())
+        .await
+        .map(|_| ())
+        .map_err(|e| self.config.error(e))
     }
 
     /// Checks that Redis answers.
