@@ -40,6 +40,16 @@ enum Command {
     },
     /// Create the Kafka topics that are missing and check those that exist.
     Topics(events::kafka::KafkaConfig),
+    /// Make a new API key: prints the key (give it to the client) and the `RUNNEL_API_KEYS`
+    /// entry that admits it (only its hash is configured).
+    ApiKey {
+        /// Name of the key's holder (shows in logs and rate limits).
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// Scopes, `+` separated: links:read, links:write, orders:write, reports:read.
+        #[arg(long, default_value = "links:read+links:write+orders:write+reports:read")]
+        scopes: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -66,6 +76,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Process(config) => processors::run(config, prometheus()?, shutdown_signal()).await?,
         Command::Migrate { print, clickhouse } => migrate(clickhouse, print).await?,
+        Command::ApiKey { name, scopes } => {
+            use rand::Rng;
+            const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+            let mut rng = rand::rng();
+            let random: String = (0..40).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+            let key = format!("rk_{random}");
+            let entry = format!("{name}:{}:{scopes}", ingest::hash_key(&key));
+            // Check the entry the way the edge will read it.
+            ingest::validate_api_keys(&entry)?;
+            println!("key:   {key}\nentry: {entry}");
+            println!(
+                "\nAdd the entry to RUNNEL_API_KEYS (comma separated); send the key as `Authorization: Bearer {key}`."
+            );
+        }
         Command::Topics(kafka) => {
             for (spec, outcome) in events::kafka::ensure_topics(&kafka).await? {
                 let configs: Vec<String> = spec.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();

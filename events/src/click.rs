@@ -29,4 +29,7 @@ pub struct ClickEvent {
     /// Client IP as the edge saw it (possibly truncated), empty when unknown.
     #[serde(default)]
     pub ip: String,
+    /// Two-letter country from the edge's CDN header, empty when unknown.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub country: String,
 }

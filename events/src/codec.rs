@@ -48,6 +48,7 @@ mod tests {
             referrer: String::new(),
             lang: "en".into(),
             ip: "192.0.2.0".into(),
+            country: String::new(),
         }
     }
 

@@ -14,7 +14,7 @@ mod link;
 pub use click::ClickEvent;
 pub use codec::{DecodeError, decode_ndjson, encode_ndjson};
 pub use id::{EPOCH_MS, EventIdGenerator, event_id_millis};
-pub use link::{LinkEvent, LinkOp};
+pub use link::{LinkEvent, LinkOp, Utm};
 
 /// The schema version this build writes. Readers accept this version and older ones.
 pub const SCHEMA_VERSION: u16 = 1;

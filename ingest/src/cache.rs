@@ -9,7 +9,7 @@ use moka::sync::Cache;
 use sinks::SinkError;
 use sinks::redis::LinkIndex;
 
-use crate::metrics::LINK_LOOKUPS_TOTAL;
+use crate::metrics::{CACHE_INVALIDATIONS_TOTAL, LINK_LOOKUPS_TOTAL};
 
 /// Resolves short codes to links.
 #[derive(Clone)]
@@ -45,7 +45,41 @@ impl LinkResolver {
         self.cache.insert(link.code.clone(), Arc::new(link));
     }
 
+    /// Drops `code` from the cache (its link changed).
+    pub(crate) fn forget(&self, code: &str) {
+        self.cache.invalidate(code);
+    }
+
     pub(crate) fn index(&self) -> &LinkIndex {
         &self.index
+    }
+
+    /// Listens for link changes announced by any edge and drops them from this cache, for as
+    /// long as the process runs. After a lost connection it empties the whole cache: changes
+    /// may have been announced meanwhile.
+    pub(crate) async fn follow_changes(self, client: redis::Client) {
+        use futures::StreamExt;
+        let channel = self.index.channel();
+        loop {
+            match client.get_async_pubsub().await {
+                Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                    Ok(()) => {
+                        self.cache.invalidate_all();
+                        let mut messages = pubsub.on_message();
+                        while let Some(message) = messages.next().await {
+                            if let Ok(code) = message.get_payload::<String>() {
+                                self.cache.invalidate(&code);
+                                counter!(CACHE_INVALIDATIONS_TOTAL, "direction" => "received").increment(1);
+                            }
+                        }
+                        tracing::warn!("link-change subscription ended; resubscribing");
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot subscribe to link changes"),
+                },
+                Err(error) => tracing::warn!(%error, "cannot connect for link changes"),
+            }
+            self.cache.invalidate_all();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 }

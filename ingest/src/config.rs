@@ -37,6 +37,35 @@ pub struct EdgeConfig {
     /// How long shutdown waits for the producer to deliver what it holds, in milliseconds.
     #[arg(long, env = "RUNNEL_SHUTDOWN_FLUSH_MS", default_value_t = 10_000)]
     pub shutdown_flush_ms: u64,
+    /// API keys, comma separated `name:sha256-hex:scope+scope` (scopes `links:read`,
+    /// `links:write`, `orders:write`, `reports:read`). `runnel api-key` makes one. Without
+    /// any, every `/api` request answers 401.
+    #[arg(long, env = "RUNNEL_API_KEYS", default_value = "", hide_env_values = true)]
+    pub api_keys: String,
+    /// Link API requests per minute and key (0: unlimited).
+    #[arg(long, env = "RUNNEL_RATE_LIMIT_LINKS_PER_MIN", default_value_t = 300)]
+    pub rate_limit_links_per_min: u32,
+    /// Order-intake requests per minute and key (0: unlimited).
+    #[arg(long, env = "RUNNEL_RATE_LIMIT_ORDERS_PER_MIN", default_value_t = 20)]
+    pub rate_limit_orders_per_min: u32,
+    /// Report requests per minute and key (0: unlimited).
+    #[arg(long, env = "RUNNEL_RATE_LIMIT_REPORTS_PER_MIN", default_value_t = 10)]
+    pub rate_limit_reports_per_min: u32,
+    /// Redirects per minute and client IP (0: unlimited, the default).
+    #[arg(long, env = "RUNNEL_RATE_LIMIT_REDIRECTS_PER_MIN", default_value_t = 0)]
+    pub rate_limit_redirects_per_min: u32,
+    /// Largest link-API request body, in bytes.
+    #[arg(long, env = "RUNNEL_LINKS_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
+    pub links_max_body_bytes: usize,
+    /// Proxies whose `X-Forwarded-For` is believed, comma separated CIDRs (e.g. `10.0.0.0/8`).
+    #[arg(long, env = "RUNNEL_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+    /// Request header carrying the client's country from a CDN (e.g. `CF-IPCountry`); empty for none.
+    #[arg(long, env = "RUNNEL_COUNTRY_HEADER", default_value = "")]
+    pub country_header: String,
+    /// Store client IPs whole instead of truncated to /24 (IPv4) or /48 (IPv6).
+    #[arg(long, env = "RUNNEL_STORE_FULL_IP", default_value_t = false)]
+    pub store_full_ip: bool,
     /// Kafka.
     #[command(flatten)]
     pub kafka: KafkaConfig,
@@ -68,6 +97,13 @@ impl EdgeConfig {
                 variable: "RUNNEL_REDIRECT_CACHE_CONTROL",
                 reason: "not a valid header value".into(),
             });
+        }
+        crate::auth::ApiKeys::parse(&self.api_keys)?;
+        crate::client::parse_cidrs(&self.trusted_proxies)?;
+        if !self.country_header.is_empty()
+            && axum::http::HeaderName::from_bytes(self.country_header.as_bytes()).is_err()
+        {
+            return Err(EdgeError::Invalid { variable: "RUNNEL_COUNTRY_HEADER", reason: "not a header name".into() });
         }
         if let Some(url) = &self.public_url {
             url::Url::parse(url)

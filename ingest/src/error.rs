@@ -31,13 +31,14 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
-    retry_after_s: Option<u32>,
+    retry_after_s: Option<u64>,
+    rate_limit: Option<u32>,
 }
 
 impl ApiError {
     /// An error with a stable `code` and a message the client can act on.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after_s: None }
+        Self { status, code, message: message.into(), retry_after_s: None, rate_limit: None }
     }
 
     /// 404 `not_found`.
@@ -58,6 +59,11 @@ impl ApiError {
         }
     }
 
+    /// Adds `Retry-After` and the `RateLimit-*` headers of a refused request.
+    pub(crate) fn with_rate_limit(self, limit: u32, retry_after_s: u64) -> Self {
+        Self { retry_after_s: Some(retry_after_s), rate_limit: Some(limit), ..self }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -68,8 +74,14 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
         let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
         if let Some(seconds) = self.retry_after_s {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let (Some(limit), Some(reset)) = (self.rate_limit, self.retry_after_s) {
+            headers.insert("ratelimit-limit", HeaderValue::from(limit));
+            headers.insert("ratelimit-remaining", HeaderValue::from(0));
+            headers.insert("ratelimit-reset", HeaderValue::from(reset));
         }
         response
     }

@@ -4,7 +4,8 @@
 pub(crate) const REQUESTS_TOTAL: &str = "runnel_edge_requests_total";
 /// Request latency by route template (histogram, seconds).
 pub(crate) const REQUEST_DURATION_SECONDS: &str = "runnel_edge_request_duration_seconds";
-/// Redirect answers by result: `found`, `not_found`, `error` (counter).
+/// Redirect answers by result: `found`, `fallback`, `expired`, `disabled`, `not_found` (orphan
+/// visits), `error` (counter).
 pub(crate) const REDIRECTS_TOTAL: &str = "runnel_edge_redirects_total";
 /// Link lookups by cache tier (`memory`, `redis`) and result (`hit`, `miss`) (counter).
 pub(crate) const LINK_LOOKUPS_TOTAL: &str = "runnel_edge_link_lookups_total";
@@ -14,6 +15,12 @@ pub(crate) const CLICKS_PRODUCED_TOTAL: &str = "runnel_edge_clicks_produced_tota
 pub(crate) const CLICKS_DELIVERED_TOTAL: &str = "runnel_edge_clicks_delivered_total";
 /// Click events lost, by reason: `queue_full`, `delivery_failed` (counter).
 pub(crate) const CLICKS_DROPPED_TOTAL: &str = "runnel_edge_clicks_dropped_total";
+/// Requests refused by a rate limit, by class: `links`, `orders`, `reports`, `redirects` (counter).
+pub(crate) const RATE_LIMITED_TOTAL: &str = "runnel_edge_rate_limited_total";
+/// Link changes announced to other edges' caches, and announcements received (counter, by `direction`).
+pub(crate) const CACHE_INVALIDATIONS_TOTAL: &str = "runnel_edge_cache_invalidations_total";
+/// Link changes by operation: `create`, `update`, `disable` (counter).
+pub(crate) const LINK_CHANGES_TOTAL: &str = "runnel_edge_link_changes_total";
 /// Links created (counter).
 pub(crate) const LINKS_CREATED_TOTAL: &str = "runnel_edge_links_created_total";
 
@@ -28,4 +35,7 @@ pub(crate) fn describe() {
     describe_counter!(CLICKS_DELIVERED_TOTAL, "Click events acknowledged by Kafka");
     describe_counter!(CLICKS_DROPPED_TOTAL, "Click events lost, by reason");
     describe_counter!(LINKS_CREATED_TOTAL, "Links created");
+    describe_counter!(RATE_LIMITED_TOTAL, "Requests refused by a rate limit, by class");
+    describe_counter!(CACHE_INVALIDATIONS_TOTAL, "Link-cache invalidations sent and received");
+    describe_counter!(LINK_CHANGES_TOTAL, "Link changes by operation");
 }

@@ -7,38 +7,50 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
-use axum::http::HeaderValue;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::routing::{get, post};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use events::EventIdGenerator;
+use ipnet::IpNet;
 use metrics::{counter, histogram};
 use metrics_exporter_prometheus::PrometheusHandle;
 use sinks::clickhouse::ClickhouseConfig;
 use sinks::redis::LinkIndex;
 use tokio::net::TcpListener;
 
+use crate::auth::ApiKeys;
 use crate::cache::LinkResolver;
+use crate::limits::Limits;
 use crate::metrics::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, describe};
 use crate::producer::Producers;
-use crate::{EdgeConfig, EdgeError, routes};
+use crate::{ApiError, EdgeConfig, EdgeError, health, links, redirect, stats};
+
+/// Longest request path served; longer ones answer 414.
+const MAX_PATH_BYTES: usize = 2048;
 
 /// Everything a request handler needs.
 pub struct AppState {
     pub(crate) links: LinkResolver,
     pub(crate) producers: Producers,
     pub(crate) ids: EventIdGenerator,
+    pub(crate) keys: ApiKeys,
+    pub(crate) limits: Limits,
+    pub(crate) trusted_proxies: Vec<IpNet>,
+    pub(crate) country_header: String,
+    pub(crate) store_full_ip: bool,
     pub(crate) cache_control: HeaderValue,
     pub(crate) public_url: String,
     pub(crate) clickhouse: ClickhouseConfig,
     pub(crate) prometheus: PrometheusHandle,
+    links_max_body_bytes: usize,
 }
 
 impl AppState {
-    /// Connects to Redis and Kafka (failing with a message naming the one that does not
-    /// answer) and builds the producers. ClickHouse is only needed by the stats route and is
-    /// not required at start.
+    /// Checks the configuration, connects to Redis and Kafka (failing with a message naming the
+    /// one that does not answer) and builds the producers. ClickHouse is only needed by the
+    /// stats route and is not required at start.
     pub async fn build(config: &EdgeConfig, prometheus: PrometheusHandle) -> Result<Self, EdgeError> {
         config.validate()?;
         let conn = config.redis.connect().await?;
@@ -52,6 +64,11 @@ impl AppState {
             ),
             producers: Producers::new(config)?,
             ids: EventIdGenerator::new(config.worker()),
+            keys: ApiKeys::parse(&config.api_keys)?,
+            limits: Limits::new(config),
+            trusted_proxies: crate::client::parse_cidrs(&config.trusted_proxies)?,
+            country_header: config.country_header.to_ascii_lowercase(),
+            store_full_ip: config.store_full_ip,
             cache_control: HeaderValue::from_str(&config.redirect_cache_control).expect("validated"),
             public_url: config
                 .public_url
@@ -61,30 +78,45 @@ impl AppState {
                 .to_string(),
             clickhouse: config.clickhouse.clone(),
             prometheus,
+            links_max_body_bytes: config.links_max_body_bytes,
         })
     }
 }
 
 /// The edge's routes.
 pub fn router(state: Arc<AppState>) -> Router {
+    let link_body_limit = DefaultBodyLimit::max(state.links_max_body_bytes);
     Router::new()
-        .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
-        .route("/metrics", get(routes::metrics))
-        .route("/api/links", post(routes::create_link))
-        .route("/api/links/{code}/stats", get(routes::link_stats))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/api/links", get(links::list_links).post(links::create_link).layer(link_body_limit))
+        .route(
+            "/api/links/{code}",
+            get(links::get_link).patch(links::patch_link).delete(links::delete_link).layer(link_body_limit),
+        )
+        .route("/api/links/{code}/stats", get(stats::link_stats))
         // `get` also answers HEAD; the handler records the method in the click event.
-        .route("/{code}", get(routes::redirect))
-        .fallback(routes::fallback)
-        .layer(middleware::from_fn(track))
+        .route("/{code}", get(redirect::redirect))
+        .fallback(health::fallback)
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), track))
         .with_state(state)
 }
 
-/// Counts every request by route template and status class, and times it.
-async fn track(request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+/// Refuses over-long paths, gives every response an `X-Request-Id` (a redirect's is its click
+/// event's id), counts requests by route template and status class, and times them.
+async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let response = next.run(request).await;
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+    let mut response = if request.uri().path().len() > MAX_PATH_BYTES {
+        ApiError::new(StatusCode::URI_TOO_LONG, "uri_too_long", format!("paths are at most {MAX_PATH_BYTES} bytes"))
+            .into_response()
+    } else {
+        next.run(request).await
+    };
+    if !response.headers().contains_key("x-request-id") {
+        response.headers_mut().insert("x-request-id", HeaderValue::from(state.ids.next_id()));
+    }
     let class = match response.status().as_u16() {
         100..=199 => "1xx",
         200..=299 => "2xx",
@@ -107,11 +139,18 @@ pub async fn run(
 ) -> Result<(), EdgeError> {
     describe();
     let state = Arc::new(AppState::build(&config, prometheus).await?);
+    if config.api_keys.trim().is_empty() {
+        tracing::warn!(
+            "no API keys configured (RUNNEL_API_KEYS): every /api request answers 401; `runnel api-key` makes one"
+        );
+    }
+    let changes = tokio::spawn(state.links.clone().follow_changes(config.redis.client()?));
     let app = router(Arc::clone(&state));
     tracing::info!(addr = %listener.local_addr()?, "edge serving");
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await?;
+    changes.abort();
 
     let in_flight = state.producers.in_flight();
     tracing::info!(in_flight, "edge stopped accepting; flushing click events");

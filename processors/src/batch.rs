@@ -104,6 +104,7 @@ mod tests {
             referrer: String::new(),
             accept_language: String::new(),
             ip: String::new(),
+            country: String::new(),
             visitor_id: 0,
             is_bot: 0,
             kafka_partition: partition,

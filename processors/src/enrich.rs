@@ -49,6 +49,7 @@ pub(crate) fn click_row(event: ClickEvent, partition: i32, offset: i64) -> Click
         referrer: event.referrer,
         accept_language: event.lang,
         ip: event.ip,
+        country: event.country,
         kafka_partition: partition,
         kafka_offset: offset,
     }

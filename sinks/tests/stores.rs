@@ -94,6 +94,7 @@ fn row(partition: i32, offset: i64) -> ClickRow {
         referrer: String::new(),
         accept_language: String::new(),
         ip: "192.0.2.0".into(),
+        country: "DE".into(),
         visitor_id: offset as u64 % 3,
         is_bot: 0,
         kafka_partition: partition,
@@ -155,18 +156,36 @@ async fn redis_counters_apply_a_batch_once_and_only_above_the_fence() {
 }
 
 #[tokio::test]
+async fn links_are_listed_in_creation_order_page_by_page() {
+    let config = redis(&format!("{}:", unique("t")));
+    let index = LinkIndex::new(config.clone(), config.connect().await.unwrap());
+    for i in 0..7u64 {
+        // Ids with different digit counts check that the padding keeps numeric order.
+        let id = if i < 3 { 9 + i } else { 1_000_000_000_000_000 + i };
+        assert!(index.claim(&events::LinkEvent::new(id, format!("c{i}"), "https://e.com", 0)).await.unwrap());
+    }
+    let mut codes = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = index.list(cursor.as_deref(), 3).await.unwrap();
+        codes.extend(page.links.iter().map(|l| l.code.clone()));
+        pages += 1;
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(codes, ["c0", "c1", "c2", "c3", "c4", "c5", "c6"]);
+    assert_eq!(pages, 3);
+    cleanup(&config).await;
+}
+
+#[tokio::test]
 async fn of_many_creators_of_one_code_exactly_one_wins() {
     let config = redis(&format!("{}:", unique("t")));
     let index = LinkIndex::new(config.clone(), config.connect().await.unwrap());
-    let link = |url: &str, id: u64| events::LinkEvent {
-        v: 1,
-        id,
-        op: events::LinkOp::Create,
-        link_id: id,
-        code: "same".into(),
-        url: url.into(),
-        created_ms: 0,
-    };
+    let link = |url: &str, id: u64| events::LinkEvent::new(id, "same", url, 0);
     let (a, b) = (link("https://a.example", 1), link("https://b.example", 2));
     let tasks: Vec<_> = (0..20)
         .map(|i| {
@@ -185,7 +204,16 @@ async fn of_many_creators_of_one_code_exactly_one_wins() {
     let loser = if stored.link_id == 1 { &b } else { &a };
     index.release(loser).await.unwrap();
     assert_eq!(index.get("same").await.unwrap(), Some(stored.clone()));
-    index.release(&stored).await.unwrap();
+    // A newer version replaces it, an older one does not.
+    let mut newer = stored.clone();
+    newer.id += 10;
+    newer.url = "https://newer.example".into();
+    assert!(index.put(&newer).await.unwrap());
+    assert!(!index.put(&stored).await.unwrap(), "an older version must not overwrite a newer one");
+    assert_eq!(index.get("same").await.unwrap().unwrap().url, "https://newer.example");
+    assert_eq!(index.list(None, 10).await.unwrap().links.len(), 1);
+    index.release(&newer).await.unwrap();
     assert_eq!(index.get("same").await.unwrap(), None);
+    assert!(index.list(None, 10).await.unwrap().links.is_empty());
     cleanup(&config).await;
 }

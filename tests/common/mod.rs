@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_runnel");
+/// The API key every test edge admits with all scopes.
+pub const KEY: &str = "rk_test_all_scopes";
+/// A key with `links:read` only.
+pub const READ_KEY: &str = "rk_test_links_read";
 
 pub fn kafka_brokers() -> String {
     std::env::var("RUNNEL_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
@@ -25,7 +29,7 @@ pub fn redis_url() -> String {
     std::env::var("RUNNEL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -117,6 +121,18 @@ impl TestEnv {
             .env("RUNNEL_REDIS_PREFIX", self.redis_prefix())
             .env("RUNNEL_EDGE_ADDR", format!("127.0.0.1:{}", self.edge_port))
             .env("RUNNEL_PROCESS_METRICS_ADDR", format!("127.0.0.1:{}", self.metrics_port))
+            .env(
+                "RUNNEL_API_KEYS",
+                format!(
+                    "all:{}:links:read+links:write+orders:write+reports:read,reader:{}:links:read",
+                    ingest::hash_key(KEY),
+                    ingest::hash_key(READ_KEY)
+                ),
+            )
+            // Tests poll the API; limits are lowered only by the tests about limits.
+            .env("RUNNEL_RATE_LIMIT_LINKS_PER_MIN", "100000")
+            .env("RUNNEL_RATE_LIMIT_ORDERS_PER_MIN", "100000")
+            .env("RUNNEL_RATE_LIMIT_REPORTS_PER_MIN", "100000")
             .env("RUST_LOG", "info")
             .env_remove("RUST_BACKTRACE");
         for (k, v) in &self.extra_env {
@@ -155,8 +171,22 @@ impl TestEnv {
 
     /// Starts an edge and waits until it answers /healthz.
     pub async fn spawn_edge(&self) -> Proc {
-        let mut proc = self.spawn("edge", &["edge"]);
-        let url = format!("{}/healthz", self.edge_url());
+        self.spawn_edge_at(self.edge_port).await
+    }
+
+    /// Starts an edge on `port` (a second edge of the same deployment).
+    pub async fn spawn_edge_at(&self, port: u16) -> Proc {
+        let log = self.logs.join(format!("edge-{port}-{}.log", rand::rng().random::<u32>()));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = self
+            .command(&["edge"])
+            .env("RUNNEL_EDGE_ADDR", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .unwrap();
+        let mut proc = Proc { child, log };
+        let url = format!("http://127.0.0.1:{port}/healthz");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
@@ -251,15 +281,21 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
+/// An API request with the all-scopes key.
+pub fn api(method: reqwest::Method, url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
+    http().request(method, url).bearer_auth(KEY)
+}
+
+/// Creates a link through the API from a JSON body and returns the answer.
+pub async fn create_link_with(env: &TestEnv, body: serde_json::Value) -> serde_json::Value {
+    let response =
+        api(reqwest::Method::POST, format!("{}/api/links", env.edge_url())).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 201, "create link: {}", response.text().await.unwrap());
+    response.json().await.unwrap()
+}
+
 /// Creates a link through the API and returns (code, link_id).
 pub async fn create_link(env: &TestEnv, url: &str) -> (String, u64) {
-    let response = http()
-        .post(format!("{}/api/links", env.edge_url()))
-        .json(&serde_json::json!({ "url": url }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201, "create link: {}", response.text().await.unwrap());
-    let body: serde_json::Value = response.json().await.unwrap();
+    let body = create_link_with(env, serde_json::json!({ "url": url })).await;
     (body["code"].as_str().unwrap().to_string(), body["link_id"].as_u64().unwrap())
 }

@@ -28,6 +28,8 @@ pub struct ClickRow {
     pub accept_language: String,
     /// Client IP as the edge stored it.
     pub ip: String,
+    /// Two-letter country, empty when unknown.
+    pub country: String,
     /// Keyed hash identifying a visitor.
     pub visitor_id: u64,
     /// 1 for crawlers, previews and HEAD requests.

@@ -46,6 +46,11 @@ impl RedisConfig {
         Ok(conn)
     }
 
+    /// A client for connections of other kinds (pub/sub).
+    pub fn client(&self) -> Result<redis::Client, SinkError> {
+        redis::Client::open(self.url.as_str()).map_err(|e| self.error(e))
+    }
+
     /// Wraps a client error with the server's address.
     pub(crate) fn error(&self, source: redis::RedisError) -> SinkError {
         SinkError::Redis { url: self.url.clone(), source }

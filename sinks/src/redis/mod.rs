@@ -9,4 +9,4 @@ mod links;
 
 pub use config::RedisConfig;
 pub use counters::{ApplyOutcome, ClickCounters};
-pub use links::LinkIndex;
+pub use links::{LinkIndex, LinkPage};

@@ -1,0 +1,113 @@
+//! Who is asking: the client IP (from the socket, or from `X-Forwarded-For` when the peer is a
+//! trusted proxy), truncated unless configured otherwise, and the country a CDN put in a header.
+
+use std::net::IpAddr;
+
+use axum::http::HeaderMap;
+use ipnet::IpNet;
+
+use crate::EdgeError;
+
+/// Parses comma separated CIDRs (a bare address counts as a /32 or /128).
+pub(crate) fn parse_cidrs(text: &str) -> Result<Vec<IpNet>, EdgeError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>().or_else(|_| s.parse::<IpAddr>().map(IpNet::from)).map_err(|_| EdgeError::Invalid {
+                variable: "RUNNEL_TRUSTED_PROXIES",
+                reason: format!("'{s}' is not a CIDR such as 10.0.0.0/8"),
+            })
+        })
+        .collect()
+}
+
+/// The client's address: the peer, unless the peer is a trusted proxy, in which case the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if trusted.is_empty() || !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded =
+        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
+    let hops: Vec<IpAddr> = forwarded.filter_map(|hop| hop.trim().parse().ok()).collect();
+    hops.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer)
+}
+
+/// Keeps the network part of an address: /24 for IPv4, /48 for IPv6.
+pub(crate) fn truncate_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            IpAddr::from([a, b, c, 0])
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return truncate_ip(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            IpAddr::from([s[0], s[1], s[2], 0, 0, 0, 0, 0])
+        }
+    }
+}
+
+/// A two-letter country code from the configured header, upper-cased; empty when absent or
+/// not a country code (CDNs send `XX` or `T1` for unknown and Tor).
+pub(crate) fn country(headers: &HeaderMap, header: &str) -> String {
+    if header.is_empty() {
+        return String::new();
+    }
+    match headers.get(header).and_then(|v| v.to_str().ok()) {
+        Some(code)
+            if code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic()) && !code.eq_ignore_ascii_case("xx") =>
+        {
+            code.to_ascii_uppercase()
+        }
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xff(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted = parse_cidrs("10.0.0.0/8, 192.168.1.1").unwrap();
+        let peer: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(client_ip(peer, &xff("203.0.113.9, 10.9.9.9"), &trusted).to_string(), "203.0.113.9");
+        // A client cannot claim an address through an untrusted peer.
+        assert_eq!(
+            client_ip("198.51.100.7".parse().unwrap(), &xff("203.0.113.9"), &trusted).to_string(),
+            "198.51.100.7"
+        );
+        // A spoofed left-most entry is ignored: the right-most untrusted hop wins.
+        assert_eq!(client_ip(peer, &xff("1.1.1.1, 203.0.113.9"), &trusted).to_string(), "203.0.113.9");
+        assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted), peer);
+        assert!(parse_cidrs("10.0.0.0/33").unwrap_err().to_string().contains("RUNNEL_TRUSTED_PROXIES"));
+    }
+
+    #[test]
+    fn ips_are_truncated_to_their_network() {
+        assert_eq!(truncate_ip("203.0.113.77".parse().unwrap()).to_string(), "203.0.113.0");
+        assert_eq!(truncate_ip("2001:db8:abcd:12::1".parse().unwrap()).to_string(), "2001:db8:abcd::");
+        assert_eq!(truncate_ip("::ffff:198.51.100.9".parse().unwrap()).to_string(), "198.51.100.0");
+    }
+
+    #[test]
+    fn only_real_country_codes_are_taken_from_the_cdn_header() {
+        let mut h = HeaderMap::new();
+        h.insert("cf-ipcountry", "de".parse().unwrap());
+        assert_eq!(country(&h, "CF-IPCountry"), "DE");
+        h.insert("cf-ipcountry", "XX".parse().unwrap());
+        assert_eq!(country(&h, "CF-IPCountry"), "");
+        assert_eq!(country(&h, ""), "");
+    }
+}

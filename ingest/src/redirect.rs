@@ -1,0 +1,158 @@
+//! `GET|HEAD /{code}`: resolve the link, answer with its redirect, hand a click event to the
+//! producer without waiting. Rules: disabled → 404; expired → its fallback URL, else 410;
+//! unknown → 404 (an orphan visit, counted); HEAD answers like GET and its event says `HEAD`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use events::{ClickEvent, LinkEvent, SCHEMA_VERSION};
+use metrics::counter;
+
+use crate::ApiError;
+use crate::client::{client_ip, country, truncate_ip};
+use crate::limits::Class;
+use crate::metrics::REDIRECTS_TOTAL;
+use crate::server::AppState;
+
+/// Longest code looked up; longer paths cannot be links.
+pub(crate) const MAX_CODE_BYTES: usize = 64;
+
+fn result(name: &'static str) {
+    counter!(REDIRECTS_TOTAL, "result" => name).increment(1);
+}
+
+pub(crate) async fn redirect(
+    State(state): State<Arc<AppState>>,
+    Path(code): Path<String>,
+    RawQuery(query): RawQuery,
+    method: Method,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let ip = client_ip(peer.ip(), &headers, &state.trusted_proxies);
+    if state.limits.limits_redirects() {
+        state.limits.check(Class::Redirects, &ip.to_string())?;
+    }
+    if code.len() > MAX_CODE_BYTES {
+        result("not_found");
+        return Err(ApiError::not_found("no such link"));
+    }
+    let link = match state.links.resolve(&code).await {
+        Ok(Some(link)) => link,
+        Ok(None) => {
+            result("not_found");
+            return Err(ApiError::not_found("no such link"));
+        }
+        Err(error) => {
+            result("error");
+            return Err(ApiError::unavailable("link index", error));
+        }
+    };
+    if link.disabled {
+        result("disabled");
+        return Err(ApiError::not_found("no such link"));
+    }
+    let now = events::now_ms();
+    let (status, location) = if link.is_expired(now) {
+        match &link.fallback_url {
+            Some(fallback) => {
+                result("fallback");
+                (StatusCode::FOUND, fallback.clone())
+            }
+            None => {
+                result("expired");
+                return Err(ApiError::new(StatusCode::GONE, "expired", "this link has expired"));
+            }
+        }
+    } else {
+        result("found");
+        (StatusCode::from_u16(link.redirect_status).unwrap_or(StatusCode::FOUND), destination(&link, query.as_deref()))
+    };
+
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let event = ClickEvent {
+        v: SCHEMA_VERSION,
+        id: state.ids.next_id(),
+        ts: now,
+        link_id: link.link_id,
+        code,
+        method: method.as_str().to_string(),
+        ua: text(header::USER_AGENT),
+        referrer: text(header::REFERER),
+        lang: text(header::ACCEPT_LANGUAGE),
+        ip: if state.store_full_ip { ip } else { truncate_ip(ip) }.to_string(),
+        country: country(&headers, &state.country_header),
+    };
+    state.producers.send_click(&event);
+
+    let mut response = status.into_response();
+    let h = response.headers_mut();
+    // Destinations are validated when written, so they are valid header values.
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        h.insert(header::LOCATION, location);
+    }
+    h.insert(header::CACHE_CONTROL, state.cache_control.clone());
+    h.insert("x-request-id", HeaderValue::from(event.id));
+    Ok(response)
+}
+
+/// The link's destination with its UTM parameters added (where the destination has none of
+/// that name) and, for passthrough links, the incoming query merged in (incoming values win).
+pub(crate) fn destination(link: &LinkEvent, incoming: Option<&str>) -> String {
+    let incoming = incoming.filter(|q| link.passthrough && !q.is_empty());
+    if incoming.is_none() && link.utm.is_empty() {
+        return link.url.clone();
+    }
+    let Ok(mut url) = url::Url::parse(&link.url) else { return link.url.clone() };
+    let mut pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    for (name, value) in link.utm.pairs() {
+        if !pairs.iter().any(|(k, _)| k == name) {
+            pairs.push((name.to_string(), value.to_string()));
+        }
+    }
+    for (name, value) in url::form_urlencoded::parse(incoming.unwrap_or("").as_bytes()).into_owned() {
+        match pairs.iter_mut().find(|(k, _)| *k == name) {
+            Some(pair) => pair.1 = value,
+            None => pairs.push((name, value)),
+        }
+    }
+    if pairs.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(url: &str) -> LinkEvent {
+        LinkEvent::new(1, "abc", url, 0)
+    }
+
+    #[test]
+    fn a_plain_link_redirects_to_its_destination_untouched() {
+        assert_eq!(destination(&link("https://e.com/p?a=1"), Some("x=2")), "https://e.com/p?a=1");
+    }
+
+    #[test]
+    fn passthrough_merges_the_incoming_query_and_incoming_values_win() {
+        let mut l = link("https://e.com/p?a=1&b=2");
+        l.passthrough = true;
+        assert_eq!(destination(&l, Some("b=9&c=3")), "https://e.com/p?a=1&b=9&c=3");
+        assert_eq!(destination(&l, None), "https://e.com/p?a=1&b=2");
+    }
+
+    #[test]
+    fn utm_fields_are_added_unless_the_destination_sets_them() {
+        let mut l = link("https://e.com/?utm_source=own");
+        l.utm.source = Some("link".into());
+        l.utm.campaign = Some("spring sale".into());
+        assert_eq!(destination(&l, None), "https://e.com/?utm_source=own&utm_campaign=spring+sale");
+    }
+}

@@ -1,0 +1,342 @@
+//! The edge against the real stack: redirect rules, the link API, API keys, rate limits, bad
+//! input, and two edges sharing one Redis and Kafka.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{KEY, READ_KEY, TestEnv, api, create_link, create_link_with, eventually, free_port, http};
+use reqwest::Method;
+
+async fn get(env: &TestEnv, path: &str) -> reqwest::Response {
+    http().get(format!("{}{path}", env.edge_url())).send().await.unwrap()
+}
+
+fn location(response: &reqwest::Response) -> &str {
+    response.headers()["location"].to_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_redirect_rule_answers_as_configured() {
+    let env = TestEnv::new("rules");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let _processor = env.spawn_processor();
+
+    for status in [301u16, 302, 307, 308] {
+        let link =
+            create_link_with(&env, serde_json::json!({"url": "https://example.com/s", "redirect_status": status}))
+                .await;
+        let response = get(&env, &format!("/{}", link["code"].as_str().unwrap())).await;
+        assert_eq!(response.status().as_u16(), status);
+        assert_eq!(location(&response), "https://example.com/s");
+        assert_eq!(response.headers()["cache-control"], "private, max-age=0");
+    }
+
+    let passthrough = create_link_with(
+        &env,
+        serde_json::json!({"url": "https://example.com/p?a=1", "passthrough": true, "utm": {"source": "news"}}),
+    )
+    .await;
+    let response = get(&env, &format!("/{}?a=2&b=3", passthrough["code"].as_str().unwrap())).await;
+    assert_eq!(location(&response), "https://example.com/p?a=2&utm_source=news&b=3");
+    let plain = create_link_with(&env, serde_json::json!({"url": "https://example.com/q"})).await;
+    let response = get(&env, &format!("/{}?a=2", plain["code"].as_str().unwrap())).await;
+    assert_eq!(location(&response), "https://example.com/q", "no passthrough unless asked for");
+
+    let expired = create_link_with(
+        &env,
+        serde_json::json!({"url": "https://example.com/e", "expires_at": "2020-01-01T00:00:00Z"}),
+    )
+    .await;
+    let response = get(&env, &format!("/{}", expired["code"].as_str().unwrap())).await;
+    assert_eq!(response.status(), 410);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "expired");
+    let with_fallback = create_link_with(
+        &env,
+        serde_json::json!({"url": "https://example.com/e", "expires_at": "2020-01-01T00:00:00Z", "fallback_url": "https://example.com/sorry"}),
+    )
+    .await;
+    let response = get(&env, &format!("/{}", with_fallback["code"].as_str().unwrap())).await;
+    assert_eq!((response.status().as_u16(), location(&response)), (302, "https://example.com/sorry"));
+
+    let disabled = create_link_with(&env, serde_json::json!({"url": "https://example.com/d"})).await;
+    let code = disabled["code"].as_str().unwrap();
+    assert_eq!(get(&env, &format!("/{code}")).await.status(), 302);
+    let response = api(Method::DELETE, format!("{}/api/links/{code}", env.edge_url())).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        eventually(Duration::from_secs(5), || async { get(&env, &format!("/{code}")).await.status() == 404 }).await,
+        "a disabled link answers 404"
+    );
+
+    assert_eq!(get(&env, "/neverCreated").await.status(), 404);
+    let metrics = get(&env, "/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("runnel_edge_redirects_total{result=\"not_found\"} 1"),
+        "orphan visits are counted:\n{metrics}"
+    );
+
+    // HEAD answers like GET, and its click event says HEAD (so reports can leave it out).
+    let head_link = create_link_with(&env, serde_json::json!({"url": "https://example.com/h"})).await;
+    let response =
+        http().head(format!("{}/{}", env.edge_url(), head_link["code"].as_str().unwrap())).send().await.unwrap();
+    assert_eq!((response.status().as_u16(), location(&response)), (302, "https://example.com/h"));
+    let id: u64 = response.headers()["x-request-id"].to_str().unwrap().parse().unwrap();
+    let stored = eventually(Duration::from_secs(60), || async {
+        env.ch_u64(&format!("SELECT count() FROM clicks WHERE event_id = {id}")).await == 1
+    })
+    .await;
+    assert!(stored, "the HEAD click is stored");
+    let head =
+        env.ch_u64(&format!("SELECT toUInt64(method = 'HEAD' AND is_bot = 1) FROM clicks WHERE event_id = {id}")).await;
+    assert_eq!(head, 1, "a HEAD click is marked and left out of human clicks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_can_be_read_listed_changed_and_disabled_through_the_api() {
+    let env = TestEnv::new("crud");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let base = format!("{}/api/links", env.edge_url());
+    let mut codes = Vec::new();
+    for i in 0..5 {
+        let link = create_link_with(
+            &env,
+            serde_json::json!({"url": format!("https://example.com/{i}"), "tags": ["t"], "utm": {"campaign": "c"}}),
+        )
+        .await;
+        codes.push(link["code"].as_str().unwrap().to_string());
+    }
+    let created =
+        create_link_with(&env, serde_json::json!({"url": "https://example.com/alias", "alias": "my-alias_1"})).await;
+    assert_eq!(created["code"], "my-alias_1");
+    assert_eq!(created["short_url"], format!("{}/my-alias_1", env.edge_url()));
+    codes.push("my-alias_1".into());
+
+    let mut listed = Vec::new();
+    let mut url = format!("{base}?limit=2");
+    loop {
+        let page: serde_json::Value = api(Method::GET, &url).send().await.unwrap().json().await.unwrap();
+        listed.extend(page["links"].as_array().unwrap().iter().map(|l| l["code"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => url = format!("{base}?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(listed, codes, "every link once, in creation order");
+
+    let reader = http().get(format!("{base}/my-alias_1")).bearer_auth(READ_KEY).send().await.unwrap();
+    assert_eq!(reader.status(), 200);
+    let response = api(Method::PATCH, format!("{base}/my-alias_1"))
+        .json(&serde_json::json!({"url": "https://example.com/changed", "redirect_status": 308, "expires_at": "2099-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let changed: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        (changed["url"].as_str(), changed["redirect_status"].as_u64()),
+        (Some("https://example.com/changed"), Some(308))
+    );
+    assert_eq!(changed["expires_at"], "2099-01-01T00:00:00.000Z");
+    assert!(changed["version"].as_u64() > created["version"].as_u64());
+    let response = get(&env, "/my-alias_1").await;
+    assert_eq!((response.status().as_u16(), location(&response)), (308, "https://example.com/changed"));
+    let cleared: serde_json::Value = api(Method::PATCH, format!("{base}/my-alias_1"))
+        .json(&serde_json::json!({"expires_at": null}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(cleared.get("expires_at").is_none(), "null clears a field: {cleared}");
+    assert_eq!(cleared["url"], "https://example.com/changed", "absent fields stay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_many_concurrent_creators_of_one_alias_exactly_one_gets_201() {
+    let env = TestEnv::new("race");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let second_port = free_port();
+    let _second = env.spawn_edge_at(second_port).await;
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            // Half the creators go through each edge.
+            let url = if i % 2 == 0 {
+                format!("{}/api/links", env.edge_url())
+            } else {
+                format!("http://127.0.0.1:{second_port}/api/links")
+            };
+            tokio::spawn(async move {
+                api(Method::POST, url)
+                    .json(&serde_json::json!({"url": format!("https://example.com/{i}"), "alias": "contested"}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 23, "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_written_on_one_edge_works_on_another_at_once_and_changes_reach_its_cache() {
+    let env = TestEnv::new("twoedges");
+    env.prepare();
+    let _a = env.spawn_edge().await;
+    let b_port = free_port();
+    let _b = env.spawn_edge_at(b_port).await;
+    let b = format!("http://127.0.0.1:{b_port}");
+
+    let (code, _) = create_link(&env, "https://example.com/first").await;
+    // Read-your-writes: the other edge redirects right after the 201.
+    let response = http().get(format!("{b}/{code}")).send().await.unwrap();
+    assert_eq!((response.status().as_u16(), location(&response)), (302, "https://example.com/first"));
+
+    // Edge B has the link cached now; a change made on A must reach B's cache within a second
+    // (well inside B's 5 s cache TTL, so only the invalidation can explain it).
+    let patched = api(Method::PATCH, format!("{}/api/links/{code}", env.edge_url()))
+        .json(&serde_json::json!({"url": "https://example.com/second"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    let seen = eventually(Duration::from_secs(1), || async {
+        let response = http().get(format!("{b}/{code}")).send().await.unwrap();
+        location(&response) == "https://example.com/second"
+    })
+    .await;
+    assert!(seen, "edge B still redirects to the old destination after 1 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_retry_after_and_ratelimit_headers() {
+    let mut env = TestEnv::new("limits");
+    env.set("RUNNEL_RATE_LIMIT_LINKS_PER_MIN", "3");
+    env.set("RUNNEL_RATE_LIMIT_REDIRECTS_PER_MIN", "5");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let mut statuses = Vec::new();
+    let mut refused = None;
+    for _ in 0..5 {
+        let response = api(Method::GET, format!("{}/api/links", env.edge_url())).send().await.unwrap();
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            refused = Some(response);
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    let refused = refused.unwrap();
+    let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "retry-after {retry_after}");
+    assert_eq!(refused.headers()["ratelimit-limit"], "3");
+    assert_eq!(refused.headers()["ratelimit-remaining"], "0");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // Another key's budget is its own.
+    assert_eq!(
+        http().get(format!("{}/api/links", env.edge_url())).bearer_auth(READ_KEY).send().await.unwrap().status(),
+        200
+    );
+
+    // Redirects are limited per client IP.
+    let redirects: Vec<u16> = {
+        let mut s = Vec::new();
+        for _ in 0..7 {
+            s.push(get(&env, "/whatever").await.status().as_u16());
+        }
+        s
+    };
+    assert_eq!(redirects, [404, 404, 404, 404, 404, 429, 429]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_a_json_error_naming_the_problem() {
+    let env = TestEnv::new("badinput");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let links = format!("{}/api/links", env.edge_url());
+    let post = || api(Method::POST, &links);
+    let json = |v: serde_json::Value| post().json(&v);
+    create_link_with(&env, serde_json::json!({"url": "https://example.com/", "alias": "taken-one"})).await;
+
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str, &str)> = vec![
+        (json(serde_json::json!({"url": "ftp://example.com/x"})), 422, "invalid_url", "scheme"),
+        (json(serde_json::json!({"url": "/relative"})), 422, "invalid_url", "absolute"),
+        (json(serde_json::json!({"url": "https://exa mple.com"})), 422, "invalid_url", "whitespace"),
+        (
+            json(serde_json::json!({"url": format!("https://example.com/{}", "a".repeat(3000))})),
+            422,
+            "invalid_url",
+            "2048",
+        ),
+        (json(serde_json::json!({"destination": "https://example.com"})), 422, "invalid_field", "destination"),
+        (json(serde_json::json!({"url": "https://e.com", "alias": "a/b"})), 422, "invalid_field", "alias"),
+        (json(serde_json::json!({"url": "https://e.com", "alias": "metrics"})), 422, "invalid_field", "reserved"),
+        (json(serde_json::json!({"url": "https://e.com", "alias": "taken-one"})), 409, "alias_taken", "taken-one"),
+        (
+            json(serde_json::json!({"url": "https://e.com", "redirect_status": 303})),
+            422,
+            "invalid_field",
+            "redirect_status",
+        ),
+        (json(serde_json::json!({"url": "https://e.com", "expires_at": "soon"})), 422, "invalid_field", "expires_at"),
+        (
+            json(serde_json::json!({"url": "https://e.com", "fallback_url": "javascript:alert(1)"})),
+            422,
+            "invalid_field",
+            "fallback_url",
+        ),
+        (json(serde_json::json!({"url": "https://e.com", "tags": [""]})), 422, "invalid_field", "tags"),
+        (post().header("content-type", "application/json").body("{\"url\": "), 400, "malformed_json", ""),
+        (post().body("url=https://example.com"), 415, "unsupported_media_type", "application/json"),
+        (
+            post()
+                .header("content-type", "application/json")
+                .body(format!("{{\"url\": \"https://e.com/{}\"}}", "a".repeat(20_000))),
+            413,
+            "body_too_large",
+            "too large",
+        ),
+        (http().post(&links).json(&serde_json::json!({"url": "https://e.com"})), 401, "unauthorized", "API key"),
+        (
+            http().post(&links).bearer_auth("rk_wrong").json(&serde_json::json!({"url": "https://e.com"})),
+            401,
+            "unauthorized",
+            "unknown",
+        ),
+        (
+            http().post(&links).bearer_auth(READ_KEY).json(&serde_json::json!({"url": "https://e.com"})),
+            403,
+            "forbidden",
+            "links:write",
+        ),
+        (api(Method::GET, format!("{links}?limit=0")), 400, "invalid_parameter", "limit"),
+        (api(Method::GET, format!("{links}/nope")), 404, "not_found", "link"),
+        (api(Method::GET, format!("{links}/nope/stats")), 404, "not_found", "link"),
+        (http().get(format!("{}/doesNotExist", env.edge_url())), 404, "not_found", "link"),
+        (http().get(format!("{}/{}", env.edge_url(), "x".repeat(200))), 404, "not_found", "link"),
+        (http().get(format!("{}/{}", env.edge_url(), "x".repeat(3000))), 414, "uri_too_long", "2048"),
+        (http().get(format!("{}/a/b/c", env.edge_url())), 404, "not_found", "route"),
+    ];
+    for (request, status, code, needle) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status);
+        assert!(response.headers().contains_key("x-request-id"), "every response carries a request id");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(needle), "{body} should mention {needle}");
+    }
+    let _ = KEY;
+}
