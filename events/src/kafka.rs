@@ -83,6 +83,8 @@ impl KafkaConfig {
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
+        // Come back within a second of a broker's return (librdkafka's default backoff grows to 10 s).
+        config.set("reconnect.backoff.max.ms", "1000");
         // librdkafka logs through the `log` facade only when asked; keep its noise at warn.
         if self.debug.is_empty() {
             config.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);

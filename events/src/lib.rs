@@ -10,14 +10,20 @@ mod codec;
 mod id;
 pub mod kafka;
 mod link;
+mod order;
 
 pub use click::ClickEvent;
 pub use codec::{DecodeError, decode_ndjson, encode_ndjson};
 pub use id::{EPOCH_MS, EventIdGenerator, event_id_millis};
 pub use link::{LinkEvent, LinkOp, Utm};
+pub use order::{FieldError, LineItem, OrderEvent, OrderStatus, Totals, decode_order};
 
 /// The schema version this build writes. Readers accept this version and older ones.
 pub const SCHEMA_VERSION: u16 = 1;
+
+pub(crate) fn schema_version() -> u16 {
+    SCHEMA_VERSION
+}
 
 /// Milliseconds since the Unix epoch, from the system clock.
 pub fn now_ms() -> u64 {

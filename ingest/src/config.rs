@@ -34,6 +34,12 @@ pub struct EdgeConfig {
     /// Click events the producer may hold in memory while Kafka is slow or away.
     #[arg(long, env = "RUNNEL_PRODUCER_QUEUE_MESSAGES", default_value_t = 500_000)]
     pub producer_queue_messages: u32,
+    /// Idempotent producer for link and order events. Turn off only for brokers that
+    /// mishandle the producer-epoch bump librdkafka makes after a delivery time-out (tansu 0.6
+    /// stops accepting that producer's writes); order is then kept with one request in flight,
+    /// and duplicates of a retry are absorbed downstream by event id and link version.
+    #[arg(long, env = "RUNNEL_KAFKA_IDEMPOTENCE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub kafka_idempotence: bool,
     /// How long shutdown waits for the producer to deliver what it holds, in milliseconds.
     #[arg(long, env = "RUNNEL_SHUTDOWN_FLUSH_MS", default_value_t = 10_000)]
     pub shutdown_flush_ms: u64,
@@ -57,6 +63,12 @@ pub struct EdgeConfig {
     /// Largest link-API request body, in bytes.
     #[arg(long, env = "RUNNEL_LINKS_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub links_max_body_bytes: usize,
+    /// Largest order-intake request body, in bytes.
+    #[arg(long, env = "RUNNEL_ORDERS_MAX_BODY_BYTES", default_value_t = 5 * 1024 * 1024)]
+    pub orders_max_body_bytes: usize,
+    /// Most order events in one request.
+    #[arg(long, env = "RUNNEL_ORDERS_MAX_EVENTS", default_value_t = 10_000)]
+    pub orders_max_events: usize,
     /// Proxies whose `X-Forwarded-For` is believed, comma separated CIDRs (e.g. `10.0.0.0/8`).
     #[arg(long, env = "RUNNEL_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: String,

@@ -33,12 +33,13 @@ pub struct ApiError {
     message: String,
     retry_after_s: Option<u64>,
     rate_limit: Option<u32>,
+    details: Option<serde_json::Value>,
 }
 
 impl ApiError {
     /// An error with a stable `code` and a message the client can act on.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after_s: None, rate_limit: None }
+        Self { status, code, message: message.into(), retry_after_s: None, rate_limit: None, details: None }
     }
 
     /// 404 `not_found`.
@@ -48,15 +49,18 @@ impl ApiError {
 
     /// 503 `unavailable` with `Retry-After`; `detail` is logged, not sent.
     pub fn unavailable(service: &str, detail: impl std::fmt::Display) -> Self {
+        Self::unavailable_with(service, detail, format!("{service} is unavailable; retry later"))
+    }
+
+    /// 503 `unavailable` with `Retry-After` and the given advice for the client.
+    pub fn unavailable_with(service: &str, detail: impl std::fmt::Display, message: impl Into<String>) -> Self {
         tracing::warn!(service, error = %detail, "dependency unavailable");
-        Self {
-            retry_after_s: Some(5),
-            ..Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                format!("{service} is unavailable; retry later"),
-            )
-        }
+        Self { retry_after_s: Some(5), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message) }
+    }
+
+    /// Adds a machine-readable list (for example every invalid field of a batch).
+    pub(crate) fn with_details(self, details: serde_json::Value) -> Self {
+        Self { details: Some(details), ..self }
     }
 
     /// Adds `Retry-After` and the `RateLimit-*` headers of a refused request.
@@ -72,7 +76,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        let mut error = serde_json::json!({ "code": self.code, "message": self.message });
+        if let Some(details) = self.details {
+            error["details"] = details;
+        }
+        let body = serde_json::json!({ "error": error });
         let mut response = (self.status, Json(body)).into_response();
         let headers = response.headers_mut();
         if let Some(seconds) = self.retry_after_s {

@@ -14,6 +14,7 @@ mod health;
 mod limits;
 mod links;
 mod metrics;
+mod orders;
 mod producer;
 mod redirect;
 mod server;

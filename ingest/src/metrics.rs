@@ -21,6 +21,8 @@ pub(crate) const RATE_LIMITED_TOTAL: &str = "runnel_edge_rate_limited_total";
 pub(crate) const CACHE_INVALIDATIONS_TOTAL: &str = "runnel_edge_cache_invalidations_total";
 /// Link changes by operation: `create`, `update`, `disable` (counter).
 pub(crate) const LINK_CHANGES_TOTAL: &str = "runnel_edge_link_changes_total";
+/// Order events by result: `accepted`, `invalid`, `unavailable` (counter).
+pub(crate) const ORDER_EVENTS_TOTAL: &str = "runnel_edge_order_events_total";
 /// Links created (counter).
 pub(crate) const LINKS_CREATED_TOTAL: &str = "runnel_edge_links_created_total";
 
@@ -38,4 +40,5 @@ pub(crate) fn describe() {
     describe_counter!(RATE_LIMITED_TOTAL, "Requests refused by a rate limit, by class");
     describe_counter!(CACHE_INVALIDATIONS_TOTAL, "Link-cache invalidations sent and received");
     describe_counter!(LINK_CHANGES_TOTAL, "Link changes by operation");
+    describe_counter!(ORDER_EVENTS_TOTAL, "Order events by result");
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use events::kafka::Topics;
-use events::{ClickEvent, LinkEvent, encode_ndjson};
+use events::{ClickEvent, LinkEvent, OrderEvent, encode_ndjson};
 use metrics::counter;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -37,6 +37,7 @@ impl ProducerContext for ClickDeliveries {
 /// The edge's producers.
 pub(crate) struct Producers {
     clicks: ThreadedProducer<ClickDeliveries>,
+    /// Link and order events: each awaited until acknowledged.
     links: FutureProducer,
     topics: Topics,
     link_timeout: Duration,
@@ -45,18 +46,24 @@ pub(crate) struct Producers {
 impl Producers {
     pub(crate) fn new(config: &EdgeConfig) -> Result<Self, KafkaError> {
         let mut base = config.kafka.client_config();
-        // Idempotent, fully acknowledged: no duplicates from producer retries, nothing lost
-        // to a leader change.
-        base.set("enable.idempotence", "true").set("acks", "all");
+        base.set("acks", "all");
 
+        // Clicks: idempotent (no duplicates from producer retries), and never timed out while
+        // Kafka is away, so librdkafka never bumps the producer epoch; the queue bound limits memory.
         let mut clicks = base.clone();
         clicks
+            .set("enable.idempotence", "true")
             .set("linger.ms", "5")
-            // Keep retrying while Kafka is away rather than dropping; the queue bound limits memory.
             .set("message.timeout.ms", "0")
             .set("queue.buffering.max.messages", config.producer_queue_messages.to_string());
+        // Links and orders: awaited per request, failing after the Kafka time-out.
         let mut links = base;
         links.set("linger.ms", "0").set("message.timeout.ms", config.kafka.timeout_ms.to_string());
+        if config.kafka_idempotence {
+            links.set("enable.idempotence", "true");
+        } else {
+            links.set("enable.idempotence", "false").set("max.in.flight.requests.per.connection", "1");
+        }
 
         Ok(Self {
             clicks: clicks.create_with_context(ClickDeliveries)?,
@@ -90,6 +97,18 @@ impl Producers {
         let payload = serde_json::to_vec(event).expect("link event serializes");
         let record = FutureRecord::to(&self.topics.links).key(&event.code).payload(&payload);
         self.links.send(record, self.link_timeout).await.map(|_| ()).map_err(|(error, _)| error)
+    }
+
+    /// Produces order events (key: order id) and waits until Kafka acknowledged every one.
+    pub(crate) async fn send_orders(&self, orders: &[OrderEvent]) -> Result<(), KafkaError> {
+        let sends = orders.iter().map(|order| {
+            let payload = serde_json::to_vec(order).expect("order event serializes");
+            async move {
+                let record = FutureRecord::to(&self.topics.orders).key(&order.order_id).payload(&payload);
+                self.links.send(record, self.link_timeout).await.map(|_| ()).map_err(|(error, _)| error)
+            }
+        });
+        futures::future::join_all(sends).await.into_iter().collect()
     }
 
     /// Whether the brokers answer a metadata request, asked through the link producer's

@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use events::EventIdGenerator;
 use ipnet::IpNet;
 use metrics::{counter, histogram};
@@ -25,7 +25,7 @@ use crate::cache::LinkResolver;
 use crate::limits::Limits;
 use crate::metrics::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, describe};
 use crate::producer::Producers;
-use crate::{ApiError, EdgeConfig, EdgeError, health, links, redirect, stats};
+use crate::{ApiError, EdgeConfig, EdgeError, health, links, orders, redirect, stats};
 
 /// Longest request path served; longer ones answer 414.
 const MAX_PATH_BYTES: usize = 2048;
@@ -45,6 +45,8 @@ pub struct AppState {
     pub(crate) clickhouse: ClickhouseConfig,
     pub(crate) prometheus: PrometheusHandle,
     links_max_body_bytes: usize,
+    pub(crate) orders_max_body_bytes: usize,
+    pub(crate) orders_max_events: usize,
 }
 
 impl AppState {
@@ -79,6 +81,8 @@ impl AppState {
             clickhouse: config.clickhouse.clone(),
             prometheus,
             links_max_body_bytes: config.links_max_body_bytes,
+            orders_max_body_bytes: config.orders_max_body_bytes,
+            orders_max_events: config.orders_max_events,
         })
     }
 }
@@ -96,6 +100,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(links::get_link).patch(links::patch_link).delete(links::delete_link).layer(link_body_limit),
         )
         .route("/api/links/{code}/stats", get(stats::link_stats))
+        .route("/api/orders/events", post(orders::order_events).layer(DefaultBodyLimit::max(state.orders_max_body_bytes)))
         // `get` also answers HEAD; the handler records the method in the click event.
         .route("/{code}", get(redirect::redirect))
         .fallback(health::fallback)

@@ -299,3 +299,79 @@ pub async fn create_link(env: &TestEnv, url: &str) -> (String, u64) {
     let body = create_link_with(env, serde_json::json!({ "url": url })).await;
     (body["code"].as_str().unwrap().to_string(), body["link_id"].as_u64().unwrap())
 }
+
+/// Every message of `topic` (all `partitions`), read from the beginning until none has arrived
+/// for `quiet`.
+pub fn read_topic(brokers: &str, topic: &str, partitions: i32, quiet: Duration) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", format!("reader-{}", rand::rng().random::<u32>())).create().unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut messages = Vec::new();
+    let mut last = Instant::now();
+    while last.elapsed() < quiet {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            messages.push(message.detach());
+            last = Instant::now();
+        }
+    }
+    messages
+}
+
+/// A Kafka broker of one test's own (tansu on a free port, data in the test's folder), for
+/// outage tests that must not disturb the shared broker.
+pub struct PrivateBroker {
+    pub brokers: String,
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl PrivateBroker {
+    pub fn start(env: &TestEnv) -> Self {
+        let port = free_port();
+        let dir = env.logs.join(format!("broker-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut broker = Self { brokers: format!("127.0.0.1:{port}"), child: None, port, dir };
+        broker.restart();
+        broker
+    }
+
+    /// Starts the broker (again, on the same data) and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        let log = std::fs::File::create(self.dir.join("tansu.log")).unwrap();
+        let listener = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new("tansu")
+            .args(["broker", "--storage-engine", "sqlite://tansu.db", "--listener-url", &listener, "--advertised-listener-url", &listener])
+            .current_dir(&self.dir)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("tansu is installed (scripts/stack up installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "private broker did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the broker at once.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
