@@ -34,12 +34,19 @@ pub struct EdgeConfig {
     /// Click events the producer may hold in memory while Kafka is slow or away.
     #[arg(long, env = "RUNNEL_PRODUCER_QUEUE_MESSAGES", default_value_t = 500_000)]
     pub producer_queue_messages: u32,
-    /// Idempotent producer for link and order events. Turn off only for brokers that
-    /// mishandle the producer-epoch bump librdkafka makes after a delivery time-out (tansu 0.6
-    /// stops accepting that producer's writes); order is then kept with one request in flight,
-    /// and duplicates of a retry are absorbed downstream by event id and link version.
+    /// Idempotent producers. Turn off only for brokers that mishandle the producer-epoch bump
+    /// librdkafka makes after a delivery time-out or a purge (tansu 0.6 stops accepting that
+    /// producer's writes); order is then kept with one request in flight, and duplicates of a
+    /// retry are absorbed downstream by event id and link version.
     #[arg(long, env = "RUNNEL_KAFKA_IDEMPOTENCE", default_value_t = true, action = clap::ArgAction::Set)]
     pub kafka_idempotence: bool,
+    /// Directory of the click spool, where clicks wait while Kafka is unavailable. One per
+    /// edge process; it must survive the process (not a tmpfs that a restart clears).
+    #[arg(long, env = "RUNNEL_SPOOL_DIR", default_value = "runnel-spool")]
+    pub spool_dir: std::path::PathBuf,
+    /// Most bytes the click spool may hold; beyond it clicks are dropped and counted.
+    #[arg(long, env = "RUNNEL_SPOOL_MAX_BYTES", default_value_t = 1 << 30)]
+    pub spool_max_bytes: u64,
     /// How long shutdown waits for the producer to deliver what it holds, in milliseconds.
     #[arg(long, env = "RUNNEL_SHUTDOWN_FLUSH_MS", default_value_t = 10_000)]
     pub shutdown_flush_ms: u64,

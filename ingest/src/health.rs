@@ -20,8 +20,12 @@ pub(crate) async fn healthz() -> &'static str {
 pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let redis_ok = state.links.index().ping().await.is_ok();
     let kafka_ok = state.producers.kafka_reachable().await;
-    let body =
-        serde_json::json!({ "redis": redis_ok, "kafka": kafka_ok, "clicks_in_flight": state.producers.in_flight() });
+    let body = serde_json::json!({
+        "redis": redis_ok,
+        "kafka": kafka_ok,
+        "clicks_in_flight": state.producers.in_flight(),
+        "spooling": state.producers.clicks.spooling(),
+    });
     let status = if redis_ok && kafka_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
 }

@@ -18,6 +18,7 @@ mod orders;
 mod producer;
 mod redirect;
 mod server;
+mod spool;
 mod stats;
 
 pub use auth::{hash_key, validate_api_keys};

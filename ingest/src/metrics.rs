@@ -13,7 +13,13 @@ pub(crate) const LINK_LOOKUPS_TOTAL: &str = "runnel_edge_link_lookups_total";
 pub(crate) const CLICKS_PRODUCED_TOTAL: &str = "runnel_edge_clicks_produced_total";
 /// Click events Kafka acknowledged (counter).
 pub(crate) const CLICKS_DELIVERED_TOTAL: &str = "runnel_edge_clicks_delivered_total";
-/// Click events lost, by reason: `queue_full`, `delivery_failed` (counter).
+/// Click events written to the spool while Kafka was unavailable (counter).
+pub(crate) const CLICKS_SPOOLED_TOTAL: &str = "runnel_edge_clicks_spooled_total";
+/// Spooled click events that Kafka acknowledged on replay (counter).
+pub(crate) const CLICKS_REPLAYED_TOTAL: &str = "runnel_edge_clicks_replayed_total";
+/// Bytes the click spool holds (gauge).
+pub(crate) const SPOOL_BYTES: &str = "runnel_edge_spool_bytes";
+/// Click events lost, by reason: `spool_full`, `spool_error` (counter).
 pub(crate) const CLICKS_DROPPED_TOTAL: &str = "runnel_edge_clicks_dropped_total";
 /// Requests refused by a rate limit, by class: `links`, `orders`, `reports`, `redirects` (counter).
 pub(crate) const RATE_LIMITED_TOTAL: &str = "runnel_edge_rate_limited_total";
@@ -36,6 +42,9 @@ pub(crate) fn describe() {
     describe_counter!(CLICKS_PRODUCED_TOTAL, "Click events handed to the Kafka producer");
     describe_counter!(CLICKS_DELIVERED_TOTAL, "Click events acknowledged by Kafka");
     describe_counter!(CLICKS_DROPPED_TOTAL, "Click events lost, by reason");
+    describe_counter!(CLICKS_SPOOLED_TOTAL, "Click events written to the spool while Kafka was unavailable");
+    describe_counter!(CLICKS_REPLAYED_TOTAL, "Spooled click events acknowledged by Kafka on replay");
+    metrics::describe_gauge!(SPOOL_BYTES, metrics::Unit::Bytes, "Bytes held by the click spool");
     describe_counter!(LINKS_CREATED_TOTAL, "Links created");
     describe_counter!(RATE_LIMITED_TOTAL, "Requests refused by a rate limit, by class");
     describe_counter!(CACHE_INVALIDATIONS_TOTAL, "Link-cache invalidations sent and received");

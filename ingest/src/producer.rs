@@ -1,42 +1,21 @@
 //! Kafka producers of the edge: clicks are handed over without waiting (a redirect never
-//! waits on Kafka); link events are awaited until Kafka acknowledged them (`acks=all`).
+//! waits on Kafka; see [`crate::spool`]); link and order events are awaited until Kafka
+//! acknowledged them (`acks=all`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use events::kafka::Topics;
-use events::{ClickEvent, LinkEvent, OrderEvent, encode_ndjson};
-use metrics::counter;
-use rdkafka::ClientContext;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{
-    BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer, ProducerContext, ThreadedProducer,
-};
+use events::{ClickEvent, LinkEvent, OrderEvent};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use crate::EdgeConfig;
-use crate::metrics::{CLICKS_DELIVERED_TOTAL, CLICKS_DROPPED_TOTAL, CLICKS_PRODUCED_TOTAL};
-
-/// Counts click deliveries as librdkafka reports them.
-pub(crate) struct ClickDeliveries;
-
-impl ClientContext for ClickDeliveries {}
-
-impl ProducerContext for ClickDeliveries {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => counter!(CLICKS_DELIVERED_TOTAL).increment(1),
-            Err((error, _)) => {
-                tracing::error!(%error, "click event not delivered");
-                counter!(CLICKS_DROPPED_TOTAL, "reason" => "delivery_failed").increment(1);
-            }
-        }
-    }
-}
+use crate::spool::clicks::ClickPath;
 
 /// The edge's producers.
 pub(crate) struct Producers {
-    clicks: ThreadedProducer<ClickDeliveries>,
+    pub(crate) clicks: Arc<ClickPath>,
     /// Link and order events: each awaited until acknowledged.
     links: FutureProducer,
     topics: Topics,
@@ -44,52 +23,38 @@ pub(crate) struct Producers {
 }
 
 impl Producers {
-    pub(crate) fn new(config: &EdgeConfig) -> Result<Self, KafkaError> {
+    pub(crate) fn new(config: &EdgeConfig) -> Result<Self, crate::EdgeError> {
         let mut base = config.kafka.client_config();
         base.set("acks", "all");
+        if config.kafka_idempotence {
+            base.set("enable.idempotence", "true");
+        } else {
+            // Order per partition without idempotence: one request in flight.
+            base.set("enable.idempotence", "false").set("max.in.flight.requests.per.connection", "1");
+        }
 
-        // Clicks: idempotent (no duplicates from producer retries), and never timed out while
-        // Kafka is away, so librdkafka never bumps the producer epoch; the queue bound limits memory.
+        // Clicks: never timed out while Kafka is away (the spool takes over); the queue bound
+        // limits memory.
         let mut clicks = base.clone();
         clicks
-            .set("enable.idempotence", "true")
             .set("linger.ms", "5")
             .set("message.timeout.ms", "0")
             .set("queue.buffering.max.messages", config.producer_queue_messages.to_string());
         // Links and orders: awaited per request, failing after the Kafka time-out.
         let mut links = base;
         links.set("linger.ms", "0").set("message.timeout.ms", config.kafka.timeout_ms.to_string());
-        if config.kafka_idempotence {
-            links.set("enable.idempotence", "true");
-        } else {
-            links.set("enable.idempotence", "false").set("max.in.flight.requests.per.connection", "1");
-        }
 
         Ok(Self {
-            clicks: clicks.create_with_context(ClickDeliveries)?,
+            clicks: ClickPath::new(clicks, config.kafka.topics().clicks, &config.spool_dir, config.spool_max_bytes)?,
             links: links.create()?,
             topics: config.kafka.topics(),
             link_timeout: Duration::from_millis(config.kafka.timeout_ms),
         })
     }
 
-    /// Hands a click event to the producer and returns at once.
+    /// Hands a click event to Kafka without waiting, or to the spool while Kafka is away.
     pub(crate) fn send_click(&self, event: &ClickEvent) {
-        let mut payload = Vec::with_capacity(256);
-        encode_ndjson(&mut payload, [event]);
-        let key = event.link_id.to_string();
-        match self.clicks.send(BaseRecord::to(&self.topics.clicks).key(&key).payload(&payload)) {
-            Ok(()) => counter!(CLICKS_PRODUCED_TOTAL).increment(1),
-            Err((error, _)) => {
-                let reason = if matches!(error, KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) {
-                    "queue_full"
-                } else {
-                    "produce_failed"
-                };
-                tracing::error!(%error, event_id = event.id, "click event dropped");
-                counter!(CLICKS_DROPPED_TOTAL, "reason" => reason).increment(1);
-            }
-        }
+        self.clicks.send(event);
     }
 
     /// Produces a link event and waits until Kafka acknowledged it.
@@ -123,12 +88,15 @@ impl Producers {
 
     /// Click events not yet acknowledged.
     pub(crate) fn in_flight(&self) -> i32 {
-        self.clicks.in_flight_count()
+        self.clicks.in_flight()
     }
 
-    /// Waits (blocking) up to `timeout` for everything produced to be acknowledged.
-    pub(crate) fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.links.flush(timeout)?;
-        self.clicks.flush(timeout)
+    /// Waits (blocking) up to `timeout` for Kafka to acknowledge what was produced; clicks it
+    /// did not acknowledge go to the spool.
+    pub(crate) fn flush(&self, timeout: Duration) {
+        if let Err(error) = self.links.flush(timeout) {
+            tracing::warn!(%error, "link and order events unacknowledged at shutdown");
+        }
+        self.clicks.shutdown(timeout);
     }
 }

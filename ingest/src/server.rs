@@ -50,13 +50,15 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Checks the configuration, connects to Redis and Kafka (failing with a message naming the
-    /// one that does not answer) and builds the producers. ClickHouse is only needed by the
-    /// stats route and is not required at start.
+    /// Checks the configuration, connects to Redis (failing with a message naming it when it
+    /// does not answer) and builds the producers. Kafka may be away: redirects are served and
+    /// their clicks spooled until it answers. ClickHouse is only needed by the stats route.
     pub async fn build(config: &EdgeConfig, prometheus: PrometheusHandle) -> Result<Self, EdgeError> {
         config.validate()?;
         let conn = config.redis.connect().await?;
-        config.kafka.check_reachable().await?;
+        if let Err(error) = config.kafka.check_reachable().await {
+            tracing::warn!(%error, "Kafka does not answer at start; serving anyway, clicks are spooled until it does");
+        }
         let index = LinkIndex::new(config.redis.clone(), conn);
         Ok(Self {
             links: LinkResolver::new(
@@ -150,20 +152,18 @@ pub async fn run(
         );
     }
     let changes = tokio::spawn(state.links.clone().follow_changes(config.redis.client()?));
+    let replayer = tokio::spawn(Arc::clone(&state.producers.clicks).replay_forever());
     let app = router(Arc::clone(&state));
     tracing::info!(addr = %listener.local_addr()?, "edge serving");
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await?;
     changes.abort();
+    replayer.abort();
 
     let in_flight = state.producers.in_flight();
     tracing::info!(in_flight, "edge stopped accepting; flushing click events");
     let flush_timeout = Duration::from_millis(config.shutdown_flush_ms);
-    let flushed =
-        tokio::task::spawn_blocking(move || state.producers.flush(flush_timeout)).await.expect("flush does not panic");
-    if let Err(error) = flushed {
-        tracing::error!(%error, "click events still unacknowledged at shutdown");
-    }
+    tokio::task::spawn_blocking(move || state.producers.flush(flush_timeout)).await.expect("flush does not panic");
     Ok(())
 }

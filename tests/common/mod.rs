@@ -181,6 +181,8 @@ impl TestEnv {
         let child = self
             .command(&["edge"])
             .env("RUNNEL_EDGE_ADDR", format!("127.0.0.1:{port}"))
+            // One spool per edge; a restarted edge on the same port finds its spool again.
+            .env("RUNNEL_SPOOL_DIR", self.logs.join(format!("spool-{port}")))
             .stdout(Stdio::from(file.try_clone().unwrap()))
             .stderr(Stdio::from(file))
             .spawn()

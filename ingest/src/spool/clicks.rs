@@ -1,0 +1,276 @@
+//! The click path. Healthy: each click goes straight to the producer's memory queue. When
+//! librdkafka reports every broker down, or its queue is full, the path switches to spooling:
+//! each click is appended to the spool before its redirect is answered, and clicks still queued
+//! in memory are purged into the spool too. A replayer produces the spool in order once Kafka
+//! answers, checkpointing what Kafka acknowledged, and switches back when it has caught up.
+//! A spool left by a crashed edge is replayed at start.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use events::{ClickEvent, encode_ndjson};
+use metrics::{counter, gauge};
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
+use rdkafka::message::Message;
+
+use super::log::{self, Reader, Writer};
+use crate::metrics::{CLICKS_DELIVERED_TOTAL, CLICKS_DROPPED_TOTAL, CLICKS_PRODUCED_TOTAL, CLICKS_REPLAYED_TOTAL, CLICKS_SPOOLED_TOTAL, SPOOL_BYTES};
+
+/// Segments are closed at this size.
+const SEGMENT_BYTES: u64 = 8 << 20;
+/// Records replayed between checkpoints.
+const REPLAY_CHUNK: usize = 2_000;
+/// Delivery opaques: where a produced record came from.
+const DIRECT: usize = 0;
+const REPLAY: usize = 1;
+
+/// State shared by the request path, librdkafka's callbacks and the replayer.
+struct Shared {
+    spooling: AtomicBool,
+    /// Set when spooling starts; the replayer purges the memory queue into the spool once.
+    purge_pending: AtomicBool,
+    writer: Mutex<Writer>,
+    dir: PathBuf,
+    max_bytes: u64,
+    bytes: AtomicU64,
+    wake: tokio::sync::Notify,
+}
+
+impl Shared {
+    fn start_spooling(&self, reason: &str) {
+        if !self.spooling.swap(true, Ordering::SeqCst) {
+            tracing::warn!(reason, "Kafka unavailable; spooling click events to disk");
+            self.purge_pending.store(true, Ordering::SeqCst);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Appends one encoded click; returns false (and counts the drop) when the spool cannot take it.
+    fn append(&self, payload: &[u8]) -> bool {
+        let size = payload.len() as u64 + 8;
+        if self.bytes.load(Ordering::Relaxed) + size > self.max_bytes {
+            counter!(CLICKS_DROPPED_TOTAL, "reason" => "spool_full").increment(1);
+            return false;
+        }
+        let written = self.writer.lock().expect("not poisoned").append(payload);
+        match written {
+            Ok(()) => {
+                gauge!(SPOOL_BYTES).set(self.bytes.fetch_add(size, Ordering::Relaxed) as f64 + size as f64);
+                counter!(CLICKS_SPOOLED_TOTAL).increment(1);
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, dir = %self.dir.display(), "cannot write the click spool; click dropped");
+                counter!(CLICKS_DROPPED_TOTAL, "reason" => "spool_error").increment(1);
+                false
+            }
+        }
+    }
+}
+
+/// librdkafka's callbacks for the click producer.
+pub(crate) struct ClickContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for ClickContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
+            self.shared.start_spooling("all brokers down");
+        }
+        tracing::debug!(%error, reason, "Kafka client error (clicks)");
+    }
+}
+
+impl ProducerContext for ClickContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, origin: usize) {
+        match result {
+            Ok(_) => {
+                counter!(CLICKS_DELIVERED_TOTAL).increment(1);
+                if origin == REPLAY {
+                    counter!(CLICKS_REPLAYED_TOTAL).increment(1);
+                }
+            }
+            // A replayed record stays in the spool until acknowledged: nothing to do.
+            Err(_) if origin == REPLAY => {}
+            // A direct click that did not make it (purged while spooling starts, or failed):
+            // it goes to the spool, to be replayed.
+            Err((error, message)) => {
+                self.shared.start_spooling("delivery failed");
+                if !self.shared.append(message.payload().unwrap_or_default()) {
+                    tracing::error!(%error, "click event lost");
+                }
+            }
+        }
+    }
+}
+
+/// Where click events go.
+pub(crate) struct ClickPath {
+    producer: ThreadedProducer<ClickContext>,
+    topic: String,
+    shared: Arc<Shared>,
+}
+
+impl ClickPath {
+    /// A click path producing to `topic`, spooling under `dir`. A spool left behind by an
+    /// earlier run starts the path in spooling mode, so its records go out first.
+    pub(crate) fn new(config: ClientConfig, topic: String, dir: &Path, max_bytes: u64) -> Result<Arc<Self>, crate::EdgeError> {
+        let spool_error = |e: std::io::Error| crate::EdgeError::Invalid { variable: "RUNNEL_SPOOL_DIR", reason: format!("{}: {e}", dir.display()) };
+        let leftover = log::segments(dir).unwrap_or_default();
+        let writer = Writer::open(dir, SEGMENT_BYTES).map_err(spool_error)?;
+        let bytes = log::size(dir).map_err(spool_error)?;
+        let shared = Arc::new(Shared {
+            spooling: AtomicBool::new(!leftover.is_empty()),
+            purge_pending: AtomicBool::new(false),
+            writer: Mutex::new(writer),
+            dir: dir.to_path_buf(),
+            max_bytes,
+            bytes: AtomicU64::new(bytes),
+            wake: tokio::sync::Notify::new(),
+        });
+        gauge!(SPOOL_BYTES).set(bytes as f64);
+        if !leftover.is_empty() {
+            tracing::info!(segments = leftover.len(), bytes, "found a click spool from an earlier run; replaying it first");
+        }
+        let producer = config.create_with_context(ClickContext { shared: Arc::clone(&shared) })?;
+        Ok(Arc::new(Self { producer, topic, shared }))
+    }
+
+    /// Hands a click to Kafka without waiting, or to the spool (written before this returns)
+    /// while Kafka is unavailable.
+    pub(crate) fn send(&self, event: &ClickEvent) {
+        let mut payload = Vec::with_capacity(256);
+        encode_ndjson(&mut payload, [event]);
+        if !self.shared.spooling.load(Ordering::SeqCst) {
+            let key = event.link_id.to_string();
+            match self.producer.send(BaseRecord::with_opaque_to(&self.topic, DIRECT).key(&key).payload(&payload)) {
+                Ok(()) => {
+                    counter!(CLICKS_PRODUCED_TOTAL).increment(1);
+                    return;
+                }
+                Err((error, _)) => {
+                    let reason = if matches!(error, KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) { "producer queue full" } else { "produce failed" };
+                    self.shared.start_spooling(reason);
+                }
+            }
+        }
+        self.shared.append(&payload);
+    }
+
+    /// Whether clicks are being spooled now.
+    pub(crate) fn spooling(&self) -> bool {
+        self.shared.spooling.load(Ordering::SeqCst)
+    }
+
+    /// Click events handed to librdkafka and not yet acknowledged.
+    pub(crate) fn in_flight(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+
+    /// On shutdown: waits up to `timeout` for Kafka, then moves what is still queued to the spool.
+    pub(crate) fn shutdown(&self, timeout: Duration) {
+        if self.producer.flush(timeout).is_err() {
+            tracing::warn!(in_flight = self.in_flight(), "Kafka did not acknowledge every click in time; spooling the rest");
+            self.producer.purge(PurgeConfig::default().queue().inflight());
+            // Delivery reports of the purged clicks spool them.
+            let _ = self.producer.flush(Duration::from_secs(1));
+        }
+    }
+
+    /// Runs the replayer for as long as the process lives.
+    pub(crate) async fn replay_forever(self: Arc<Self>) {
+        loop {
+            let _ = tokio::time::timeout(Duration::from_millis(500), self.shared.wake.notified()).await;
+            if !self.spooling() {
+                continue;
+            }
+            let path = Arc::clone(&self);
+            // File and librdkafka calls block; keep them off the request threads.
+            let outcome = tokio::task::spawn_blocking(move || path.replay_once()).await;
+            if let Ok(Err(error)) = outcome {
+                tracing::warn!(%error, "click spool replay paused");
+            }
+        }
+    }
+
+    /// One replay attempt: purge the memory queue into the spool if spooling just started; if
+    /// Kafka answers, produce the spool in order; switch back to direct when caught up.
+    fn replay_once(&self) -> Result<(), String> {
+        if self.shared.purge_pending.swap(false, Ordering::SeqCst) {
+            self.producer.purge(PurgeConfig::default().queue());
+            let _ = self.producer.flush(Duration::from_millis(200));
+        }
+        if self.producer.client().fetch_metadata(Some(&self.topic), Duration::from_secs(2)).is_err() {
+            return Err("Kafka does not answer yet".into());
+        }
+        let dir = self.shared.dir.clone();
+        for segment in log::segments(&dir).map_err(|e| e.to_string())? {
+            let mut reader = Reader::open(&dir, segment).map_err(|e| e.to_string())?;
+            loop {
+                let mut sent = 0;
+                while sent < REPLAY_CHUNK {
+                    let Some(record) = reader.next_record() else { break };
+                    self.produce_replayed(&record)?;
+                    sent += 1;
+                }
+                if sent == 0 {
+                    if self.finish_segment(&mut reader)? {
+                        break;
+                    }
+                    continue;
+                }
+                if self.producer.flush(Duration::from_secs(10)).is_err() {
+                    // Kafka went away again: drop the queued copies, the spool still has them.
+                    self.producer.purge(PurgeConfig::default().queue().inflight());
+                    let _ = self.producer.flush(Duration::from_millis(200));
+                    return Err("Kafka stopped acknowledging during replay".into());
+                }
+                reader.checkpoint().map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// At the end of a segment's records: an older segment is deleted; the segment being
+    /// written is finished only if nothing was appended since, in which case the path goes
+    /// back to direct (under the writer's lock, so no click slips in between). Returns whether
+    /// the segment is done.
+    fn finish_segment(&self, reader: &mut Reader) -> Result<bool, String> {
+        let mut writer = self.shared.writer.lock().expect("not poisoned");
+        if reader.segment() == writer.segment() {
+            reader.refill().map_err(|e| e.to_string())?;
+            if reader.position() < writer.written() {
+                return Ok(false); // more arrived; keep reading
+            }
+            writer.rotate().map_err(|e| e.to_string())?;
+            self.shared.spooling.store(false, Ordering::SeqCst);
+            tracing::info!("click spool replayed; producing directly again");
+        }
+        drop(writer);
+        let size = std::fs::metadata(self.shared.dir.join(format!("{:020}.seg", reader.segment()))).map(|m| m.len()).unwrap_or(0);
+        log::remove(&self.shared.dir, reader.segment()).map_err(|e| e.to_string())?;
+        let update = self.shared.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(size)));
+        gauge!(SPOOL_BYTES).set(update.unwrap_or(0).saturating_sub(size) as f64);
+        Ok(true)
+    }
+
+    fn produce_replayed(&self, record: &[u8]) -> Result<(), String> {
+        // The key is the link id, as for direct clicks (same partition, same order per link).
+        let key = serde_json::from_slice::<ClickEvent>(record).map(|e| e.link_id.to_string()).unwrap_or_default();
+        loop {
+            match self.producer.send(BaseRecord::with_opaque_to(&self.topic, REPLAY).key(&key).payload(record)) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => std::thread::sleep(Duration::from_millis(5)),
+                Err((error, _)) => return Err(error.to_string()),
+            }
+        }
+    }
+}

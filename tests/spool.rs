@@ -1,0 +1,73 @@
+//! The click spool against a real broker: Kafka stopped while redirects continue, the edge
+//! killed with SIGKILL during the outage and restarted, Kafka restarted — every click id
+//! answered to a client reaches Kafka.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::{PrivateBroker, TestEnv, create_link, http, read_topic};
+use rdkafka::Message;
+
+async fn follow(env: &TestEnv, code: &str, times: usize) -> Vec<u64> {
+    let client = http();
+    let mut ids = Vec::with_capacity(times);
+    for _ in 0..times {
+        let started = Instant::now();
+        let response = client.get(format!("{}/{code}", env.edge_url())).send().await.unwrap();
+        assert_eq!(response.status(), 302);
+        assert!(started.elapsed() < Duration::from_secs(2), "a redirect waited {:?}", started.elapsed());
+        ids.push(response.headers()["x-request-id"].to_str().unwrap().parse().unwrap());
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answered_click_reaches_kafka_across_an_outage_and_an_edge_kill() {
+    let mut env = TestEnv::new("spool");
+    let mut broker = PrivateBroker::start(&env);
+    env.set("RUNNEL_KAFKA_BROKERS", broker.brokers.clone());
+    env.set("RUNNEL_KAFKA_TIMEOUT_MS", "3000");
+    env.set("RUNNEL_KAFKA_IDEMPOTENCE", "false");
+    env.prepare();
+    let mut edge = env.spawn_edge().await;
+    let (code, _) = create_link(&env, "https://example.com/spooled").await;
+
+    let mut answered = follow(&env, &code, 50).await;
+    broker.stop();
+    answered.extend(follow(&env, &code, 150).await);
+    // Kill the edge without warning while Kafka is still away, and start it again.
+    edge.kill9();
+    let mut edge = env.spawn_edge().await;
+    answered.extend(follow(&env, &code, 100).await);
+    let metrics = http().get(format!("{}/metrics", env.edge_url())).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("runnel_edge_clicks_spooled_total"), "the restarted edge spools:\n{metrics}");
+
+    broker.restart();
+    let topic = format!("{}clicks", env.topic_prefix());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    loop {
+        seen.clear();
+        for message in read_topic(&broker.brokers, &topic, 12, Duration::from_secs(2)) {
+            for line in message.payload().unwrap_or_default().split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let event: serde_json::Value = serde_json::from_slice(line).unwrap();
+                *seen.entry(event["id"].as_u64().unwrap()).or_default() += 1;
+            }
+        }
+        if answered.iter().all(|id| seen.contains_key(id)) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let missing: Vec<&u64> = answered.iter().filter(|id| !seen.contains_key(id)).collect();
+    assert!(missing.is_empty(), "{} of {} answered clicks never reached Kafka:\n{}", missing.len(), answered.len(), edge.log_text());
+    let repeated = seen.values().filter(|n| **n > 1).count();
+    assert_eq!(repeated, 0, "no click was written twice (nothing was in flight at the kill)");
+    assert_eq!(seen.len(), answered.len(), "nothing but the answered clicks");
+    // The spool is drained and the edge is back to producing directly.
+    let ready: serde_json::Value = http().get(format!("{}/readyz", env.edge_url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["spooling"], false, "{ready}");
+    let _ = edge.terminate();
+}
