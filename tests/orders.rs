@@ -52,7 +52,13 @@ async fn a_valid_batch_is_acknowledged_by_kafka_and_a_bad_one_is_refused_whole()
     bad_quantity["items"][0]["quantity"] = serde_json::json!(0);
     let mut bad_type = order("e-7", "o-7");
     bad_type["totals"]["tax"] = serde_json::json!("lots");
-    let response = post(&env, KEY, "application/x-ndjson", ndjson(&[order("e-5", "o-5"), bad_quantity, order("e-8", "o-8"), bad_type])).await;
+    let response = post(
+        &env,
+        KEY,
+        "application/x-ndjson",
+        ndjson(&[order("e-5", "o-5"), bad_quantity, order("e-8", "o-8"), bad_type]),
+    )
+    .await;
     assert_eq!(response.status(), 400);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_events");
@@ -70,7 +76,12 @@ async fn a_valid_batch_is_acknowledged_by_kafka_and_a_bad_one_is_refused_whole()
     let messages = read_topic(&kafka_brokers(), &topic, 12, Duration::from_secs(3));
     let mut ids: Vec<String> = messages
         .iter()
-        .map(|m| serde_json::from_slice::<serde_json::Value>(m.payload().unwrap()).unwrap()["event_id"].as_str().unwrap().to_string())
+        .map(|m| {
+            serde_json::from_slice::<serde_json::Value>(m.payload().unwrap()).unwrap()["event_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     ids.sort();
     assert_eq!(ids, ["e-1", "e-2", "e-3", "e-4"], "only the accepted events reached Kafka");
@@ -86,7 +97,11 @@ async fn a_valid_batch_is_acknowledged_by_kafka_and_a_bad_one_is_refused_whole()
 
     let cases = [
         (post(&env, KEY, "text/plain", ndjson(&[order("e-9", "o-9")])).await, 415, "unsupported_media_type"),
-        (post(&env, KEY, "application/x-ndjson", ndjson(&vec![order("e-10", "o-10"); 6])).await, 413, "batch_too_large"),
+        (
+            post(&env, KEY, "application/x-ndjson", ndjson(&vec![order("e-10", "o-10"); 6])).await,
+            413,
+            "batch_too_large",
+        ),
         (post(&env, KEY, "application/x-ndjson", "\n\n".into()).await, 400, "empty_batch"),
         (post(&env, KEY, "application/json", "{\"event_id\": ".into()).await, 400, "invalid_events"),
         (post(&env, READ_KEY, "application/json", order("e-11", "o-11").to_string()).await, 403, "forbidden"),
@@ -125,7 +140,10 @@ async fn with_kafka_down_order_intake_answers_503_with_retry_after() {
     broker.restart();
     let mut status = 0;
     for _ in 0..60 {
-        status = post(&env, KEY, "application/x-ndjson", ndjson(&[order("e-2", "o-2"), order("e-3", "o-3")])).await.status().as_u16();
+        status = post(&env, KEY, "application/x-ndjson", ndjson(&[order("e-2", "o-2"), order("e-3", "o-3")]))
+            .await
+            .status()
+            .as_u16();
         if status == 202 {
             break;
         }

@@ -62,12 +62,19 @@ async fn every_answered_click_reaches_kafka_across_an_outage_and_an_edge_kill() 
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let missing: Vec<&u64> = answered.iter().filter(|id| !seen.contains_key(id)).collect();
-    assert!(missing.is_empty(), "{} of {} answered clicks never reached Kafka:\n{}", missing.len(), answered.len(), edge.log_text());
+    assert!(
+        missing.is_empty(),
+        "{} of {} answered clicks never reached Kafka:\n{}",
+        missing.len(),
+        answered.len(),
+        edge.log_text()
+    );
     let repeated = seen.values().filter(|n| **n > 1).count();
     assert_eq!(repeated, 0, "no click was written twice (nothing was in flight at the kill)");
     assert_eq!(seen.len(), answered.len(), "nothing but the answered clicks");
     // The spool is drained and the edge is back to producing directly.
-    let ready: serde_json::Value = http().get(format!("{}/readyz", env.edge_url())).send().await.unwrap().json().await.unwrap();
+    let ready: serde_json::Value =
+        http().get(format!("{}/readyz", env.edge_url())).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["spooling"], false, "{ready}");
     let _ = edge.terminate();
 }

@@ -157,7 +157,10 @@ impl OrderEvent {
         }
         let expected = t.subtotal.saturating_add(t.tax).saturating_add(t.shipping).saturating_sub(t.discount);
         if t.total != expected {
-            errors.push(err("totals.total", format!("is {} but subtotal + tax + shipping - discount is {expected}", t.total)));
+            errors.push(err(
+                "totals.total",
+                format!("is {} but subtotal + tax + shipping - discount is {expected}", t.total),
+            ));
         }
         if let Some(code) = &self.link_code {
             check_id(&mut errors, "link_code", code, 64);
@@ -210,7 +213,8 @@ mod tests {
 
     #[test]
     fn totals_that_do_not_add_up_are_named() {
-        let bad = GOOD.replace(r#""total":3665"#, r#""total":3000"#).replace(r#""currency":"EUR""#, r#""currency":"euro""#);
+        let bad =
+            GOOD.replace(r#""total":3665"#, r#""total":3000"#).replace(r#""currency":"EUR""#, r#""currency":"euro""#);
         let paths: Vec<String> = decode_order(bad.as_bytes()).unwrap().problems().into_iter().map(|e| e.path).collect();
         assert_eq!(paths, ["currency", "totals.total"]);
         let bad = GOOD.replace(r#""unit_price":500"#, r#""unit_price":-5"#);

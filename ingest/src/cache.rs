@@ -16,18 +16,24 @@ use crate::metrics::{CACHE_INVALIDATIONS_TOTAL, LINK_LOOKUPS_TOTAL};
 pub(crate) struct LinkResolver {
     cache: Cache<String, Arc<LinkEvent>>,
     index: LinkIndex,
+    memory_hits: metrics::Counter,
 }
 
 impl LinkResolver {
     pub(crate) fn new(index: LinkIndex, capacity: u64, ttl: Duration) -> Self {
-        Self { cache: Cache::builder().max_capacity(capacity).time_to_live(ttl).build(), index }
+        Self {
+            cache: Cache::builder().max_capacity(capacity).time_to_live(ttl).build(),
+            index,
+            // The hot path's counter, registered once.
+            memory_hits: counter!(LINK_LOOKUPS_TOTAL, "tier" => "memory", "result" => "hit"),
+        }
     }
 
     /// The link of `code`: from memory, else from Redis (then cached). Unknown codes are not
     /// cached, so a link created on another edge works here at once.
     pub(crate) async fn resolve(&self, code: &str) -> Result<Option<Arc<LinkEvent>>, SinkError> {
         if let Some(link) = self.cache.get(code) {
-            counter!(LINK_LOOKUPS_TOTAL, "tier" => "memory", "result" => "hit").increment(1);
+            self.memory_hits.increment(1);
             return Ok(Some(link));
         }
         counter!(LINK_LOOKUPS_TOTAL, "tier" => "memory", "result" => "miss").increment(1);

@@ -31,6 +31,10 @@ pub struct EdgeConfig {
     /// every click is counted.
     #[arg(long, env = "RUNNEL_REDIRECT_CACHE_CONTROL", default_value = "private, max-age=0")]
     pub redirect_cache_control: String,
+    /// Capture a click event for every redirect. Off, redirects are served and counted in
+    /// metrics only (for maintenance, or to measure the redirect alone).
+    #[arg(long, env = "RUNNEL_CAPTURE_CLICKS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub capture_clicks: bool,
     /// Click events the producer may hold in memory while Kafka is slow or away.
     #[arg(long, env = "RUNNEL_PRODUCER_QUEUE_MESSAGES", default_value_t = 500_000)]
     pub producer_queue_messages: u32,

@@ -51,3 +51,55 @@ pub(crate) fn describe() {
     describe_counter!(LINK_CHANGES_TOTAL, "Link changes by operation");
     describe_counter!(ORDER_EVENTS_TOTAL, "Order events by result");
 }
+
+/// Redirect-result counters, registered once (the redirect path must not look them up).
+pub(crate) struct RedirectCounters {
+    pub(crate) found: metrics::Counter,
+    pub(crate) fallback: metrics::Counter,
+    pub(crate) expired: metrics::Counter,
+    pub(crate) disabled: metrics::Counter,
+    pub(crate) not_found: metrics::Counter,
+    pub(crate) error: metrics::Counter,
+}
+
+impl RedirectCounters {
+    pub(crate) fn register() -> Self {
+        let c = |result: &'static str| metrics::counter!(REDIRECTS_TOTAL, "result" => result);
+        Self {
+            found: c("found"),
+            fallback: c("fallback"),
+            expired: c("expired"),
+            disabled: c("disabled"),
+            not_found: c("not_found"),
+            error: c("error"),
+        }
+    }
+}
+
+/// Request metrics of one route template.
+pub(crate) struct RouteMetrics {
+    pub(crate) duration: metrics::Histogram,
+    /// By status class: 1xx … 5xx.
+    pub(crate) requests: [metrics::Counter; 5],
+}
+
+/// Request metrics per route template, registered on first use and then only read.
+#[derive(Default)]
+pub(crate) struct RouteMetricsCache {
+    routes: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<RouteMetrics>>>,
+}
+
+impl RouteMetricsCache {
+    pub(crate) fn get(&self, route: &str) -> std::sync::Arc<RouteMetrics> {
+        if let Some(found) = self.routes.read().expect("not poisoned").get(route) {
+            return std::sync::Arc::clone(found);
+        }
+        let owned = route.to_string();
+        let class = |c: &'static str| metrics::counter!(REQUESTS_TOTAL, "route" => owned.clone(), "status_class" => c);
+        let metric = std::sync::Arc::new(RouteMetrics {
+            duration: metrics::histogram!(REQUEST_DURATION_SECONDS, "route" => owned.clone()),
+            requests: [class("1xx"), class("2xx"), class("3xx"), class("4xx"), class("5xx")],
+        });
+        self.routes.write().expect("not poisoned").entry(owned).or_insert(metric).clone()
+    }
+}

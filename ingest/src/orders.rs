@@ -38,7 +38,10 @@ struct LineError {
 fn problems(event: &OrderEvent) -> Vec<FieldError> {
     let mut problems = event.problems();
     if humantime::parse_rfc3339_weak(&event.time).is_err() {
-        problems.push(FieldError { path: "time".into(), message: format!("'{}' is not an RFC 3339 time such as 2026-11-01T10:00:00Z", event.time) });
+        problems.push(FieldError {
+            path: "time".into(),
+            message: format!("'{}' is not an RFC 3339 time such as 2026-11-01T10:00:00Z", event.time),
+        });
     }
     problems
 }
@@ -63,11 +66,19 @@ fn lines<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<Vec<(usize, &'a [u8]
     }
 }
 
-pub(crate) async fn order_events(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+pub(crate) async fn order_events(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let key = state.keys.authorize(&headers, Scope::OrdersWrite)?;
     state.limits.check(Class::Orders, key)?;
     let body = body.map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("a request body is at most {} bytes", state.orders_max_body_bytes))
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("a request body is at most {} bytes", state.orders_max_body_bytes),
+        )
     })?;
     let lines = lines(&headers, &body)?;
     if lines.is_empty() {
@@ -112,7 +123,9 @@ pub(crate) async fn order_events(State(state): State<Arc<AppState>>, headers: He
             first.message
         );
         errors.truncate(MAX_LISTED_ERRORS);
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_events", message).with_details(serde_json::json!(errors)));
+        return Err(
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_events", message).with_details(serde_json::json!(errors))
+        );
     }
 
     let received = events::now_ms();

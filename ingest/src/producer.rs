@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use events::kafka::Topics;
-use events::{ClickEvent, LinkEvent, OrderEvent};
+use events::{ClickRef, LinkEvent, OrderEvent};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
@@ -53,7 +53,7 @@ impl Producers {
     }
 
     /// Hands a click event to Kafka without waiting, or to the spool while Kafka is away.
-    pub(crate) fn send_click(&self, event: &ClickEvent) {
+    pub(crate) fn send_click(&self, event: &ClickRef<'_>) {
         self.clicks.send(event);
     }
 

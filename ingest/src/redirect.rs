@@ -8,21 +8,15 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use events::{ClickEvent, LinkEvent, SCHEMA_VERSION};
-use metrics::counter;
+use events::{ClickRef, LinkEvent, SCHEMA_VERSION};
 
 use crate::ApiError;
 use crate::client::{client_ip, country, truncate_ip};
 use crate::limits::Class;
-use crate::metrics::REDIRECTS_TOTAL;
 use crate::server::AppState;
 
 /// Longest code looked up; longer paths cannot be links.
 pub(crate) const MAX_CODE_BYTES: usize = 64;
-
-fn result(name: &'static str) {
-    counter!(REDIRECTS_TOTAL, "result" => name).increment(1);
-}
 
 pub(crate) async fn redirect(
     State(state): State<Arc<AppState>>,
@@ -37,56 +31,60 @@ pub(crate) async fn redirect(
         state.limits.check(Class::Redirects, &ip.to_string())?;
     }
     if code.len() > MAX_CODE_BYTES {
-        result("not_found");
+        state.redirects.not_found.increment(1);
         return Err(ApiError::not_found("no such link"));
     }
     let link = match state.links.resolve(&code).await {
         Ok(Some(link)) => link,
         Ok(None) => {
-            result("not_found");
+            state.redirects.not_found.increment(1);
             return Err(ApiError::not_found("no such link"));
         }
         Err(error) => {
-            result("error");
+            state.redirects.error.increment(1);
             return Err(ApiError::unavailable("link index", error));
         }
     };
     if link.disabled {
-        result("disabled");
+        state.redirects.disabled.increment(1);
         return Err(ApiError::not_found("no such link"));
     }
     let now = events::now_ms();
     let (status, location) = if link.is_expired(now) {
         match &link.fallback_url {
             Some(fallback) => {
-                result("fallback");
+                state.redirects.fallback.increment(1);
                 (StatusCode::FOUND, fallback.clone())
             }
             None => {
-                result("expired");
+                state.redirects.expired.increment(1);
                 return Err(ApiError::new(StatusCode::GONE, "expired", "this link has expired"));
             }
         }
     } else {
-        result("found");
+        state.redirects.found.increment(1);
         (StatusCode::from_u16(link.redirect_status).unwrap_or(StatusCode::FOUND), destination(&link, query.as_deref()))
     };
 
-    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let event = ClickEvent {
-        v: SCHEMA_VERSION,
-        id: state.ids.next_id(),
-        ts: now,
-        link_id: link.link_id,
-        code,
-        method: method.as_str().to_string(),
-        ua: text(header::USER_AGENT),
-        referrer: text(header::REFERER),
-        lang: text(header::ACCEPT_LANGUAGE),
-        ip: if state.store_full_ip { ip } else { truncate_ip(ip) }.to_string(),
-        country: country(&headers, &state.country_header),
-    };
-    state.producers.send_click(&event);
+    let id = state.ids.next_id();
+    if state.capture_clicks {
+        let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let ip = if state.store_full_ip { ip } else { truncate_ip(ip) }.to_string();
+        let country = country(&headers, &state.country_header);
+        state.producers.send_click(&ClickRef {
+            v: SCHEMA_VERSION,
+            id,
+            ts: now,
+            link_id: link.link_id,
+            code: &code,
+            method: method.as_str(),
+            ua: text(header::USER_AGENT),
+            referrer: text(header::REFERER),
+            lang: text(header::ACCEPT_LANGUAGE),
+            ip: &ip,
+            country: &country,
+        });
+    }
 
     let mut response = status.into_response();
     let h = response.headers_mut();
@@ -95,7 +93,7 @@ pub(crate) async fn redirect(
         h.insert(header::LOCATION, location);
     }
     h.insert(header::CACHE_CONTROL, state.cache_control.clone());
-    h.insert("x-request-id", HeaderValue::from(event.id));
+    h.insert("x-request-id", HeaderValue::from(id));
     Ok(response)
 }
 

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use events::EventIdGenerator;
 use ipnet::IpNet;
-use metrics::{counter, histogram};
 use metrics_exporter_prometheus::PrometheusHandle;
 use sinks::clickhouse::ClickhouseConfig;
 use sinks::redis::LinkIndex;
@@ -23,7 +22,7 @@ use tokio::net::TcpListener;
 use crate::auth::ApiKeys;
 use crate::cache::LinkResolver;
 use crate::limits::Limits;
-use crate::metrics::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, describe};
+use crate::metrics::{RedirectCounters, RouteMetricsCache, describe};
 use crate::producer::Producers;
 use crate::{ApiError, EdgeConfig, EdgeError, health, links, orders, redirect, stats};
 
@@ -40,6 +39,9 @@ pub struct AppState {
     pub(crate) trusted_proxies: Vec<IpNet>,
     pub(crate) country_header: String,
     pub(crate) store_full_ip: bool,
+    pub(crate) capture_clicks: bool,
+    pub(crate) redirects: RedirectCounters,
+    route_metrics: RouteMetricsCache,
     pub(crate) cache_control: HeaderValue,
     pub(crate) public_url: String,
     pub(crate) clickhouse: ClickhouseConfig,
@@ -73,6 +75,9 @@ impl AppState {
             trusted_proxies: crate::client::parse_cidrs(&config.trusted_proxies)?,
             country_header: config.country_header.to_ascii_lowercase(),
             store_full_ip: config.store_full_ip,
+            capture_clicks: config.capture_clicks,
+            redirects: RedirectCounters::register(),
+            route_metrics: RouteMetricsCache::default(),
             cache_control: HeaderValue::from_str(&config.redirect_cache_control).expect("validated"),
             public_url: config
                 .public_url
@@ -102,7 +107,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(links::get_link).patch(links::patch_link).delete(links::delete_link).layer(link_body_limit),
         )
         .route("/api/links/{code}/stats", get(stats::link_stats))
-        .route("/api/orders/events", post(orders::order_events).layer(DefaultBodyLimit::max(state.orders_max_body_bytes)))
+        .route(
+            "/api/orders/events",
+            post(orders::order_events).layer(DefaultBodyLimit::max(state.orders_max_body_bytes)),
+        )
         // `get` also answers HEAD; the handler records the method in the click event.
         .route("/{code}", get(redirect::redirect))
         .fallback(health::fallback)
@@ -114,7 +122,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// event's id), counts requests by route template and status class, and times them.
 async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+    // A clone of the matched path is a reference-count bump, not a copy.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let mut response = if request.uri().path().len() > MAX_PATH_BYTES {
         ApiError::new(StatusCode::URI_TOO_LONG, "uri_too_long", format!("paths are at most {MAX_PATH_BYTES} bytes"))
             .into_response()
@@ -124,15 +133,10 @@ async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next)
     if !response.headers().contains_key("x-request-id") {
         response.headers_mut().insert("x-request-id", HeaderValue::from(state.ids.next_id()));
     }
-    let class = match response.status().as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    };
-    histogram!(REQUEST_DURATION_SECONDS, "route" => route.clone()).record(started.elapsed().as_secs_f64());
-    counter!(REQUESTS_TOTAL, "route" => route, "status_class" => class).increment(1);
+    let metrics = state.route_metrics.get(route.as_ref().map_or("unmatched", MatchedPath::as_str));
+    let class = (response.status().as_u16() / 100).clamp(1, 5) as usize - 1;
+    metrics.duration.record(started.elapsed().as_secs_f64());
+    metrics.requests[class].increment(1);
     response
 }
 
@@ -153,6 +157,7 @@ pub async fn run(
     }
     let changes = tokio::spawn(state.links.clone().follow_changes(config.redis.client()?));
     let replayer = tokio::spawn(Arc::clone(&state.producers.clicks).replay_forever());
+    let batcher = tokio::spawn(Arc::clone(&state.producers.clicks).send_batches_forever());
     let app = router(Arc::clone(&state));
     tracing::info!(addr = %listener.local_addr()?, "edge serving");
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
@@ -160,6 +165,7 @@ pub async fn run(
         .await?;
     changes.abort();
     replayer.abort();
+    batcher.abort();
 
     let in_flight = state.producers.in_flight();
     tracing::info!(in_flight, "edge stopped accepting; flushing click events");

@@ -307,8 +307,11 @@ pub async fn create_link(env: &TestEnv, url: &str) -> (String, u64) {
 pub fn read_topic(brokers: &str, topic: &str, partitions: i32, quiet: Duration) -> Vec<rdkafka::message::OwnedMessage> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-    let consumer: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", format!("reader-{}", rand::rng().random::<u32>())).create().unwrap();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{}", rand::rng().random::<u32>()))
+        .create()
+        .unwrap();
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
         assignment.add_partition_offset(topic, partition, Offset::Beginning).unwrap();
@@ -349,7 +352,15 @@ impl PrivateBroker {
         let log = std::fs::File::create(self.dir.join("tansu.log")).unwrap();
         let listener = format!("tcp://127.0.0.1:{}", self.port);
         let child = Command::new("tansu")
-            .args(["broker", "--storage-engine", "sqlite://tansu.db", "--listener-url", &listener, "--advertised-listener-url", &listener])
+            .args([
+                "broker",
+                "--storage-engine",
+                "sqlite://tansu.db",
+                "--listener-url",
+                &listener,
+                "--advertised-listener-url",
+                &listener,
+            ])
             .current_dir(&self.dir)
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))

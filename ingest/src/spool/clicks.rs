@@ -1,4 +1,7 @@
-//! The click path. Healthy: each click goes straight to the producer's memory queue. When
+//! The click path. Healthy: clicks are batched per partition, several to a Kafka message
+//! (NDJSON), and handed to the producer's memory queue when a batch reaches 64 KiB or is 5 ms
+//! old. The partition is CRC32(link id) mod N — what librdkafka's default partitioner picks for
+//! key = link id — so every click of a link lands in one partition, in order. When
 //! librdkafka reports every broker down, or its queue is full, the path switches to spooling:
 //! each click is appended to the spool before its redirect is answered, and clicks still queued
 //! in memory are purged into the spool too. A replayer produces the spool in order once Kafka
@@ -10,16 +13,32 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use events::{ClickEvent, encode_ndjson};
+use events::{ClickEvent, ClickRef};
 use metrics::{counter, gauge};
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
 use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
 
 use super::log::{self, Reader, Writer};
-use crate::metrics::{CLICKS_DELIVERED_TOTAL, CLICKS_DROPPED_TOTAL, CLICKS_PRODUCED_TOTAL, CLICKS_REPLAYED_TOTAL, CLICKS_SPOOLED_TOTAL, SPOOL_BYTES};
+use crate::metrics::{
+    CLICKS_DELIVERED_TOTAL, CLICKS_DROPPED_TOTAL, CLICKS_PRODUCED_TOTAL, CLICKS_REPLAYED_TOTAL, CLICKS_SPOOLED_TOTAL,
+    SPOOL_BYTES,
+};
+
+/// A batch is sent at this size.
+const BATCH_BYTES: usize = 64 * 1024;
+/// And at the latest after this long.
+const BATCH_LINGER: Duration = Duration::from_millis(5);
+/// Partitions assumed when Kafka cannot be asked at start (the design's default).
+const DEFAULT_PARTITIONS: usize = 12;
+
+/// The partition of a link's clicks: librdkafka's `consistent_random` choice for key = link id.
+pub(crate) fn partition_of(link_id: u64, partitions: usize) -> usize {
+    let mut digits = itoa::Buffer::new();
+    (crc32fast::hash(digits.format(link_id).as_bytes()) as usize) % partitions.max(1)
+}
 
 /// Segments are closed at this size.
 const SEGMENT_BYTES: u64 = 8 << 20;
@@ -32,8 +51,6 @@ const REPLAY: usize = 1;
 /// State shared by the request path, librdkafka's callbacks and the replayer.
 struct Shared {
     spooling: AtomicBool,
-    /// Set when spooling starts; the replayer purges the memory queue into the spool once.
-    purge_pending: AtomicBool,
     writer: Mutex<Writer>,
     dir: PathBuf,
     max_bytes: u64,
@@ -45,7 +62,6 @@ impl Shared {
     fn start_spooling(&self, reason: &str) {
         if !self.spooling.swap(true, Ordering::SeqCst) {
             tracing::warn!(reason, "Kafka unavailable; spooling click events to disk");
-            self.purge_pending.store(true, Ordering::SeqCst);
             self.wake.notify_one();
         }
     }
@@ -68,6 +84,17 @@ impl Shared {
                 tracing::error!(%error, dir = %self.dir.display(), "cannot write the click spool; click dropped");
                 counter!(CLICKS_DROPPED_TOTAL, "reason" => "spool_error").increment(1);
                 false
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Spools every line of an NDJSON batch as its own record.
+    fn append_lines(&self, batch: &[u8], why: &str) {
+        for line in batch.split_inclusive(|b| *b == b'\n').filter(|l| l.len() > 1) {
+            if !self.append(line) {
+                tracing::error!(why, "click event lost");
             }
         }
     }
@@ -100,13 +127,11 @@ impl ProducerContext for ClickContext {
             }
             // A replayed record stays in the spool until acknowledged: nothing to do.
             Err(_) if origin == REPLAY => {}
-            // A direct click that did not make it (purged while spooling starts, or failed):
-            // it goes to the spool, to be replayed.
+            // A direct batch that did not make it (purged while spooling starts, or failed):
+            // its clicks go to the spool, one record each, to be replayed.
             Err((error, message)) => {
                 self.shared.start_spooling("delivery failed");
-                if !self.shared.append(message.payload().unwrap_or_default()) {
-                    tracing::error!(%error, "click event lost");
-                }
+                self.shared.append_lines(message.payload().unwrap_or_default(), &error.to_string());
             }
         }
     }
@@ -117,19 +142,29 @@ pub(crate) struct ClickPath {
     producer: ThreadedProducer<ClickContext>,
     topic: String,
     shared: Arc<Shared>,
+    /// One NDJSON buffer per partition.
+    batches: Box<[Mutex<Vec<u8>>]>,
+    produced: metrics::Counter,
 }
 
 impl ClickPath {
     /// A click path producing to `topic`, spooling under `dir`. A spool left behind by an
     /// earlier run starts the path in spooling mode, so its records go out first.
-    pub(crate) fn new(config: ClientConfig, topic: String, dir: &Path, max_bytes: u64) -> Result<Arc<Self>, crate::EdgeError> {
-        let spool_error = |e: std::io::Error| crate::EdgeError::Invalid { variable: "RUNNEL_SPOOL_DIR", reason: format!("{}: {e}", dir.display()) };
+    pub(crate) fn new(
+        config: ClientConfig,
+        topic: String,
+        dir: &Path,
+        max_bytes: u64,
+    ) -> Result<Arc<Self>, crate::EdgeError> {
+        let spool_error = |e: std::io::Error| crate::EdgeError::Invalid {
+            variable: "RUNNEL_SPOOL_DIR",
+            reason: format!("{}: {e}", dir.display()),
+        };
         let leftover = log::segments(dir).unwrap_or_default();
         let writer = Writer::open(dir, SEGMENT_BYTES).map_err(spool_error)?;
         let bytes = log::size(dir).map_err(spool_error)?;
         let shared = Arc::new(Shared {
             spooling: AtomicBool::new(!leftover.is_empty()),
-            purge_pending: AtomicBool::new(false),
             writer: Mutex::new(writer),
             dir: dir.to_path_buf(),
             max_bytes,
@@ -138,31 +173,90 @@ impl ClickPath {
         });
         gauge!(SPOOL_BYTES).set(bytes as f64);
         if !leftover.is_empty() {
-            tracing::info!(segments = leftover.len(), bytes, "found a click spool from an earlier run; replaying it first");
+            tracing::info!(
+                segments = leftover.len(),
+                bytes,
+                "found a click spool from an earlier run; replaying it first"
+            );
         }
-        let producer = config.create_with_context(ClickContext { shared: Arc::clone(&shared) })?;
-        Ok(Arc::new(Self { producer, topic, shared }))
+        let producer: ThreadedProducer<ClickContext> =
+            config.create_with_context(ClickContext { shared: Arc::clone(&shared) })?;
+        let partitions = match producer.client().fetch_metadata(Some(&topic), Duration::from_secs(2)) {
+            Ok(metadata) => metadata.topics().first().map_or(0, |t| t.partitions().len()),
+            Err(_) => 0,
+        };
+        let partitions = if partitions == 0 {
+            tracing::warn!(topic, "partition count unknown at start; assuming {DEFAULT_PARTITIONS}");
+            DEFAULT_PARTITIONS
+        } else {
+            partitions
+        };
+        let batches = (0..partitions).map(|_| Mutex::new(Vec::with_capacity(BATCH_BYTES + 1024))).collect();
+        Ok(Arc::new(Self { producer, topic, shared, batches, produced: counter!(CLICKS_PRODUCED_TOTAL) }))
     }
 
-    /// Hands a click to Kafka without waiting, or to the spool (written before this returns)
-    /// while Kafka is unavailable.
-    pub(crate) fn send(&self, event: &ClickEvent) {
-        let mut payload = Vec::with_capacity(256);
-        encode_ndjson(&mut payload, [event]);
-        if !self.shared.spooling.load(Ordering::SeqCst) {
-            let key = event.link_id.to_string();
-            match self.producer.send(BaseRecord::with_opaque_to(&self.topic, DIRECT).key(&key).payload(&payload)) {
-                Ok(()) => {
-                    counter!(CLICKS_PRODUCED_TOTAL).increment(1);
-                    return;
-                }
-                Err((error, _)) => {
-                    let reason = if matches!(error, KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) { "producer queue full" } else { "produce failed" };
-                    self.shared.start_spooling(reason);
-                }
-            }
+    /// Hands a click to Kafka without waiting (into its partition's batch), or to the spool
+    /// (written before this returns) while Kafka is unavailable.
+    pub(crate) fn send(&self, event: &ClickRef<'_>) {
+        if self.shared.spooling.load(Ordering::SeqCst) {
+            let mut line = Vec::with_capacity(256);
+            event.encode_line(&mut line);
+            self.shared.append(&line);
+            return;
         }
-        self.shared.append(&payload);
+        let partition = partition_of(event.link_id, self.batches.len());
+        let full = {
+            let mut batch = self.batches[partition].lock().expect("not poisoned");
+            event.encode_line(&mut batch);
+            batch.len() >= BATCH_BYTES
+        };
+        self.produced.increment(1);
+        if full {
+            self.send_batch(partition);
+        }
+    }
+
+    /// Sends partition's batch to the producer; if the producer refuses it, spools its clicks.
+    fn send_batch(&self, partition: usize) {
+        let batch = {
+            let mut buffer = self.batches[partition].lock().expect("not poisoned");
+            if buffer.is_empty() {
+                return;
+            }
+            std::mem::replace(&mut *buffer, Vec::with_capacity(BATCH_BYTES + 1024))
+        };
+        // Spooling started since these clicks were batched: they go to the spool, not to a
+        // memory queue a crash would lose.
+        if self.shared.spooling.load(Ordering::SeqCst) {
+            self.shared.append_lines(&batch, "spooling");
+            return;
+        }
+        let record = BaseRecord::with_opaque_to(&self.topic, DIRECT).partition(partition as i32).payload(&batch);
+        if let Err((error, _)) = self.producer.send::<(), _>(record) {
+            let reason = if matches!(error, KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) { "producer queue full" } else { "produce failed" };
+            self.shared.start_spooling(reason);
+            self.shared.append_lines(&batch, reason);
+        } else if self.shared.spooling.load(Ordering::SeqCst) {
+            // Spooling started while this batch was handed over: have it purged into the spool.
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Sends every batch that has clicks.
+    fn send_all_batches(&self) {
+        for partition in 0..self.batches.len() {
+            self.send_batch(partition);
+        }
+    }
+
+    /// Sends batches at least every [`BATCH_LINGER`], for as long as the process lives.
+    pub(crate) async fn send_batches_forever(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(BATCH_LINGER);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.send_all_batches();
+        }
     }
 
     /// Whether clicks are being spooled now.
@@ -177,8 +271,12 @@ impl ClickPath {
 
     /// On shutdown: waits up to `timeout` for Kafka, then moves what is still queued to the spool.
     pub(crate) fn shutdown(&self, timeout: Duration) {
+        self.send_all_batches();
         if self.producer.flush(timeout).is_err() {
-            tracing::warn!(in_flight = self.in_flight(), "Kafka did not acknowledge every click in time; spooling the rest");
+            tracing::warn!(
+                in_flight = self.in_flight(),
+                "Kafka did not acknowledge every click in time; spooling the rest"
+            );
             self.producer.purge(PurgeConfig::default().queue().inflight());
             // Delivery reports of the purged clicks spool them.
             let _ = self.producer.flush(Duration::from_secs(1));
@@ -201,13 +299,14 @@ impl ClickPath {
         }
     }
 
-    /// One replay attempt: purge the memory queue into the spool if spooling just started; if
+    /// One replay attempt: purge the memory queue into the spool; if
     /// Kafka answers, produce the spool in order; switch back to direct when caught up.
     fn replay_once(&self) -> Result<(), String> {
-        if self.shared.purge_pending.swap(false, Ordering::SeqCst) {
-            self.producer.purge(PurgeConfig::default().queue());
-            let _ = self.producer.flush(Duration::from_millis(200));
-        }
+        // While spooling, nothing may wait in the memory queue (a crash would lose it): direct
+        // clicks still queued are purged, and their delivery reports spool them. Replayed copies
+        // are only queued inside this function, so none is caught here.
+        self.producer.purge(PurgeConfig::default().queue());
+        let _ = self.producer.flush(Duration::from_millis(200));
         if self.producer.client().fetch_metadata(Some(&self.topic), Duration::from_secs(2)).is_err() {
             return Err("Kafka does not answer yet".into());
         }
@@ -255,9 +354,12 @@ impl ClickPath {
             tracing::info!("click spool replayed; producing directly again");
         }
         drop(writer);
-        let size = std::fs::metadata(self.shared.dir.join(format!("{:020}.seg", reader.segment()))).map(|m| m.len()).unwrap_or(0);
+        let size = std::fs::metadata(self.shared.dir.join(format!("{:020}.seg", reader.segment())))
+            .map(|m| m.len())
+            .unwrap_or(0);
         log::remove(&self.shared.dir, reader.segment()).map_err(|e| e.to_string())?;
-        let update = self.shared.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(size)));
+        let update =
+            self.shared.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(size)));
         gauge!(SPOOL_BYTES).set(update.unwrap_or(0).saturating_sub(size) as f64);
         Ok(true)
     }
@@ -268,9 +370,25 @@ impl ClickPath {
         loop {
             match self.producer.send(BaseRecord::with_opaque_to(&self.topic, REPLAY).key(&key).payload(record)) {
                 Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => std::thread::sleep(Duration::from_millis(5)),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
                 Err((error, _)) => return Err(error.to_string()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_links_clicks_always_land_in_one_partition_spread_over_all() {
+        assert_eq!(partition_of(42, 12), partition_of(42, 12));
+        let used: std::collections::HashSet<usize> = (0..1000).map(|id| partition_of(id, 12)).collect();
+        assert_eq!(used.len(), 12);
+        // librdkafka's consistent_random: CRC-32 of the key, modulo the partition count.
+        assert_eq!(partition_of(123_456_789, 7), (crc32fast::hash(b"123456789") % 7) as usize);
     }
 }

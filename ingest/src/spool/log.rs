@@ -23,7 +23,9 @@ fn ack_path(dir: &Path, n: u64) -> PathBuf {
 pub(crate) fn segments(dir: &Path) -> io::Result<Vec<u64>> {
     let mut numbers: Vec<u64> = fs::read_dir(dir)?
         .filter_map(|entry| entry.ok())
-        .filter_map(|entry| entry.file_name().to_str().and_then(|name| name.strip_suffix(".seg")).and_then(|n| n.parse().ok()))
+        .filter_map(|entry| {
+            entry.file_name().to_str().and_then(|name| name.strip_suffix(".seg")).and_then(|n| n.parse().ok())
+        })
         .collect();
     numbers.sort_unstable();
     Ok(numbers)

@@ -1,0 +1,39 @@
+"""Summarises bench/redirect's wrk outputs: median RPS and p50/p99 per contender, and ratios."""
+import re
+import statistics
+import sys
+from pathlib import Path
+
+work, rounds, captured = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+UNITS = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
+
+
+def parse(path):
+    text = path.read_text()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    total = int(re.search(r"(\d+) requests in", text).group(1))
+    lat = {}
+    for pct in ("50", "99"):
+        value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M).groups()
+        lat[pct] = float(value) * UNITS[unit]
+    return rps, lat["50"], lat["99"], total
+
+
+rows = {}
+for name in ("nginx", "runnel", "runnel-no-capture"):
+    runs = [parse(work / f"{name}-{r}.txt") for r in range(1, rounds + 1)]
+    rows[name] = (
+        statistics.median(r[0] for r in runs),
+        statistics.median(r[1] for r in runs),
+        statistics.median(r[2] for r in runs),
+        sum(r[3] for r in runs),
+    )
+
+base_rps, _, base_p99, _ = rows["nginx"]
+print()
+print(f"{'contender':<20} {'req/s (median)':>15} {'p50 µs':>9} {'p99 µs':>9} {'rps vs nginx':>13} {'p99 vs nginx':>13}")
+for name, (rps, p50, p99, _) in rows.items():
+    print(f"{name:<20} {rps:>15,.0f} {p50:>9.0f} {p99:>9.0f} {rps / base_rps:>12.2f}x {p99 / base_p99:>12.2f}x")
+print()
+print(f"target: runnel (capture on) >= 1.00x nginx req/s with p99 <= 2.00x nginx's")
+print(f"click events captured by the capturing edge: {captured:,} for {rows['runnel'][3]:,} timed redirects (+ warm-up)")
