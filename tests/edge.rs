@@ -340,3 +340,34 @@ async fn bad_requests_get_a_json_error_naming_the_problem() {
     }
     let _ = KEY;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_of_the_served_openapi_document_exists() {
+    let env = TestEnv::new("openapi");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let (code, _) = create_link(&env, "https://example.com/doc").await;
+    let doc: serde_json::Value = get(&env, "/api/openapi.json").await.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.0.3");
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in ["get", "post", "patch", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            operations += 1;
+            let url = format!("{}{}", env.edge_url(), path.replace("{code}", &code));
+            let response = api(method.to_uppercase().parse().unwrap(), &url)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            let no_route = status == 404 && body["error"]["message"] == "no such route";
+            assert!(!no_route && status != 405, "{method} {path} is documented but not served ({status} {body})");
+        }
+    }
+    assert!(operations >= 8, "only {operations} operations documented");
+}

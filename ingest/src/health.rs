@@ -39,3 +39,40 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 pub(crate) async fn fallback() -> ApiError {
     ApiError::not_found("no such route")
 }
+
+/// The OpenAPI 3 document of the `/api` routes (`ingest/openapi.json`; a test keeps it in step
+/// with the router).
+pub(crate) const OPENAPI: &str = include_str!("../openapi.json");
+
+/// `GET /api/openapi.json`.
+pub(crate) async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OPENAPI;
+
+    /// Every `/api` route the router serves is documented (the reverse — every documented
+    /// operation is served — is checked against a running edge in `tests/edge.rs`).
+    #[test]
+    fn every_api_route_of_the_router_is_in_the_openapi_document() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("the document is JSON");
+        // The router's source with whitespace folded, cut at each `.route(`.
+        let source: String = include_str!("server.rs").split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut routes = 0;
+        for call in source.split(".route(").skip(1).filter(|c| c.trim_start().starts_with("\"/api")) {
+            let path = call.split('"').nth(1).unwrap();
+            let handlers = call.split(".fallback(").next().unwrap();
+            routes += 1;
+            let documented = &doc["paths"][path];
+            assert!(documented.is_object(), "{path} is served but not documented");
+            for method in ["get", "post", "patch", "delete"] {
+                if handlers.contains(&format!("{method}(")) {
+                    assert!(documented[method].is_object(), "{method} {path} is served but not documented");
+                }
+            }
+        }
+        assert!(routes >= 5, "found only {routes} /api routes in server.rs");
+    }
+}

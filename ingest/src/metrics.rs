@@ -17,6 +17,8 @@ pub(crate) const CLICKS_DELIVERED_TOTAL: &str = "runnel_edge_clicks_delivered_to
 pub(crate) const CLICKS_SPOOLED_TOTAL: &str = "runnel_edge_clicks_spooled_total";
 /// Spooled click events that Kafka acknowledged on replay (counter).
 pub(crate) const CLICKS_REPLAYED_TOTAL: &str = "runnel_edge_clicks_replayed_total";
+/// Click messages (batches) in the producer's memory queue, not yet acknowledged (gauge).
+pub(crate) const PRODUCER_QUEUE_MESSAGES: &str = "runnel_edge_producer_queue_messages";
 /// Bytes the click spool holds (gauge).
 pub(crate) const SPOOL_BYTES: &str = "runnel_edge_spool_bytes";
 /// Click events lost, by reason: `spool_full`, `spool_error` (counter).
@@ -44,6 +46,7 @@ pub(crate) fn describe() {
     describe_counter!(CLICKS_DROPPED_TOTAL, "Click events lost, by reason");
     describe_counter!(CLICKS_SPOOLED_TOTAL, "Click events written to the spool while Kafka was unavailable");
     describe_counter!(CLICKS_REPLAYED_TOTAL, "Spooled click events acknowledged by Kafka on replay");
+    metrics::describe_gauge!(PRODUCER_QUEUE_MESSAGES, "Click messages in the producer's queue, not yet acknowledged");
     metrics::describe_gauge!(SPOOL_BYTES, metrics::Unit::Bytes, "Bytes held by the click spool");
     describe_counter!(LINKS_CREATED_TOTAL, "Links created");
     describe_counter!(RATE_LIMITED_TOTAL, "Requests refused by a rate limit, by class");

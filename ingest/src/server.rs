@@ -107,6 +107,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(links::get_link).patch(links::patch_link).delete(links::delete_link).layer(link_body_limit),
         )
         .route("/api/links/{code}/stats", get(stats::link_stats))
+        .route("/api/openapi.json", get(health::openapi))
         .route(
             "/api/orders/events",
             post(orders::order_events).layer(DefaultBodyLimit::max(state.orders_max_body_bytes)),

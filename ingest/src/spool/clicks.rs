@@ -24,7 +24,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, P
 use super::log::{self, Reader, Writer};
 use crate::metrics::{
     CLICKS_DELIVERED_TOTAL, CLICKS_DROPPED_TOTAL, CLICKS_PRODUCED_TOTAL, CLICKS_REPLAYED_TOTAL, CLICKS_SPOOLED_TOTAL,
-    SPOOL_BYTES,
+    PRODUCER_QUEUE_MESSAGES, SPOOL_BYTES,
 };
 
 /// A batch is sent at this size.
@@ -233,7 +233,11 @@ impl ClickPath {
         }
         let record = BaseRecord::with_opaque_to(&self.topic, DIRECT).partition(partition as i32).payload(&batch);
         if let Err((error, _)) = self.producer.send::<(), _>(record) {
-            let reason = if matches!(error, KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) { "producer queue full" } else { "produce failed" };
+            let reason = if matches!(error, KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) {
+                "producer queue full"
+            } else {
+                "produce failed"
+            };
             self.shared.start_spooling(reason);
             self.shared.append_lines(&batch, reason);
         } else if self.shared.spooling.load(Ordering::SeqCst) {
@@ -253,9 +257,11 @@ impl ClickPath {
     pub(crate) async fn send_batches_forever(self: Arc<Self>) {
         let mut tick = tokio::time::interval(BATCH_LINGER);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let queue = gauge!(PRODUCER_QUEUE_MESSAGES);
         loop {
             tick.tick().await;
             self.send_all_batches();
+            queue.set(f64::from(self.producer.in_flight_count()));
         }
     }
 
