@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use events::{ClickRef, LinkEvent, SCHEMA_VERSION};
 
@@ -24,9 +24,11 @@ pub(crate) async fn redirect(
     RawQuery(query): RawQuery,
     method: Method,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    // The request by value: its headers are read in place (the `HeaderMap` extractor clones them).
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let ip = client_ip(peer.ip(), &headers, &state.trusted_proxies);
+    let headers = request.headers();
+    let ip = client_ip(peer.ip(), headers, &state.trusted_proxies);
     if state.limits.limits_redirects() {
         state.limits.check(Class::Redirects, &ip.to_string())?;
     }
@@ -34,8 +36,8 @@ pub(crate) async fn redirect(
         state.redirects.not_found.increment(1);
         return Err(ApiError::not_found("no such link"));
     }
-    let link = match state.links.resolve(&code).await {
-        Ok(Some(link)) => link,
+    let cached = match state.links.resolve(&code).await {
+        Ok(Some(cached)) => cached,
         Ok(None) => {
             state.redirects.not_found.increment(1);
             return Err(ApiError::not_found("no such link"));
@@ -45,6 +47,7 @@ pub(crate) async fn redirect(
             return Err(ApiError::unavailable("link index", error));
         }
     };
+    let link = &cached.link;
     if link.disabled {
         state.redirects.disabled.increment(1);
         return Err(ApiError::not_found("no such link"));
@@ -54,7 +57,7 @@ pub(crate) async fn redirect(
         match &link.fallback_url {
             Some(fallback) => {
                 state.redirects.fallback.increment(1);
-                (StatusCode::FOUND, fallback.clone())
+                (StatusCode::FOUND, HeaderValue::from_str(fallback).ok())
             }
             None => {
                 state.redirects.expired.increment(1);
@@ -63,14 +66,19 @@ pub(crate) async fn redirect(
         }
     } else {
         state.redirects.found.increment(1);
-        (StatusCode::from_u16(link.redirect_status).unwrap_or(StatusCode::FOUND), destination(&link, query.as_deref()))
+        let location = match query.as_deref() {
+            // Only a passthrough link with a query needs its Location built per request.
+            Some(q) if link.passthrough && !q.is_empty() => HeaderValue::from_str(&destination(link, Some(q))).ok(),
+            _ => cached.location.clone(),
+        };
+        (StatusCode::from_u16(link.redirect_status).unwrap_or(StatusCode::FOUND), location)
     };
 
     let id = state.ids.next_id();
     if state.capture_clicks {
         let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
         let ip = if state.store_full_ip { ip } else { truncate_ip(ip) }.to_string();
-        let country = country(&headers, &state.country_header);
+        let country = country(headers, &state.country_header);
         state.producers.send_click(&ClickRef {
             v: SCHEMA_VERSION,
             id,
@@ -89,7 +97,7 @@ pub(crate) async fn redirect(
     let mut response = status.into_response();
     let h = response.headers_mut();
     // Destinations are validated when written, so they are valid header values.
-    if let Ok(location) = HeaderValue::from_str(&location) {
+    if let Some(location) = location {
         h.insert(header::LOCATION, location);
     }
     h.insert(header::CACHE_CONTROL, state.cache_control.clone());
