@@ -40,6 +40,11 @@ enum Command {
     },
     /// Create the Kafka topics that are missing and check those that exist.
     Topics(events::kafka::KafkaConfig),
+    /// Manage the link index.
+    Links {
+        #[command(subcommand)]
+        command: LinksCommand,
+    },
     /// Make a new API key: prints the key (give it to the client) and the `RUNNEL_API_KEYS`
     /// entry that admits it (only its hash is configured).
     ApiKey {
@@ -49,6 +54,18 @@ enum Command {
         /// Scopes, `+` separated: links:read, links:write, orders:write, reports:read.
         #[arg(long, default_value = "links:read+links:write+orders:write+reports:read")]
         scopes: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum LinksCommand {
+    /// Replay the compacted links topic into the Redis link index (after a Redis loss, or
+    /// into a new Redis); versions already there are kept when newer.
+    Rebuild {
+        #[command(flatten)]
+        kafka: events::kafka::KafkaConfig,
+        #[command(flatten)]
+        redis: sinks::redis::RedisConfig,
     },
 }
 
@@ -76,6 +93,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Process(config) => processors::run(config, prometheus()?, shutdown_signal()).await?,
         Command::Migrate { print, clickhouse } => migrate(clickhouse, print).await?,
+        Command::Links { command: LinksCommand::Rebuild { kafka, redis } } => {
+            redis.validate()?;
+            let report = processors::rebuild_links(&kafka, &redis, |r| {
+                eprintln!("… {} link events read, {} written", r.read, r.written)
+            })
+            .await?;
+            println!(
+                "links rebuilt: {} events read, {} versions written to the index, {} undecodable skipped",
+                report.read, report.written, report.undecodable
+            );
+        }
         Command::ApiKey { name, scopes } => {
             use rand::Rng;
             const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";

@@ -172,6 +172,58 @@ async fn readiness_reports_each_dependency() {
     assert_eq!((body["kafka"].as_bool(), body["redis"].as_bool()), (Some(true), Some(true)), "{body}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_reach_the_clickhouse_dimension_and_the_index_can_be_rebuilt_from_the_topic() {
+    let env = TestEnv::new("links");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let _processor = env.spawn_processor();
+    let mut codes = Vec::new();
+    for i in 0..3 {
+        codes.push(create_link(&env, &format!("https://example.com/{i}")).await.0);
+    }
+    let patched = api(reqwest::Method::PATCH, format!("{}/api/links/{}", env.edge_url(), codes[0]))
+        .json(&serde_json::json!({"url": "https://example.com/patched"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+
+    let in_clickhouse = eventually(Duration::from_secs(60), || async {
+        env.ch_u64("SELECT count() FROM links FINAL").await == 3
+            && env.ch_u64("SELECT count() FROM links FINAL WHERE url = 'https://example.com/patched'").await == 1
+    })
+    .await;
+    assert!(in_clickhouse, "the links dimension holds {} links", env.ch_u64("SELECT count() FROM links FINAL").await);
+
+    // Lose the index, then rebuild it from the topic.
+    let mut redis = env.redis().await;
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{}link*", env.redis_prefix())).query_async(&mut redis).await.unwrap();
+    assert!(keys.len() >= 4, "{keys:?}");
+    let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.unwrap();
+    let gone = api(reqwest::Method::GET, format!("{}/api/links/{}", env.edge_url(), codes[1])).send().await.unwrap();
+    assert_eq!(gone.status(), 404);
+
+    let (ok, out, err) = env.run(&["links", "rebuild"]);
+    assert!(ok, "rebuild failed:\n{out}\n{err}");
+    assert!(out.contains("4 events read"), "{out}");
+    for (code, url) in [
+        (&codes[0], "https://example.com/patched"),
+        (&codes[1], "https://example.com/1"),
+        (&codes[2], "https://example.com/2"),
+    ] {
+        let link: serde_json::Value = api(reqwest::Method::GET, format!("{}/api/links/{code}", env.edge_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(link["url"], url, "{link}");
+    }
+}
+
 #[test]
 fn a_missing_service_is_named_without_a_stack_trace() {
     let env = TestEnv::new("missing");

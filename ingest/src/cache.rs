@@ -8,9 +8,9 @@ use axum::http::HeaderValue;
 use events::LinkEvent;
 use metrics::counter;
 use quick_cache::sync::Cache;
-use std::time::Instant;
 use sinks::SinkError;
 use sinks::redis::LinkIndex;
+use std::time::Instant;
 
 use crate::metrics::{CACHE_INVALIDATIONS_TOTAL, LINK_LOOKUPS_TOTAL};
 

@@ -12,17 +12,17 @@ use std::time::{Duration, Instant};
 use events::{ClickEvent, decode_ndjson};
 use metrics::{counter, histogram};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sinks::Fences;
 use sinks::clickhouse::ClickhouseWriter;
 use sinks::redis::{ApplyOutcome, ClickCounters};
 
 use crate::batch::Batch;
+use crate::dlq::{DeadLetters, Source};
 use crate::enrich::click_row;
 use crate::metrics::{
-    BATCH_ROWS, DLQ_TOTAL, EVENTS_CONSUMED_TOTAL, FLUSH_DURATION_SECONDS, MESSAGES_SKIPPED_TOTAL, ROWS_FENCED_TOTAL,
+    BATCH_ROWS, EVENTS_CONSUMED_TOTAL, FLUSH_DURATION_SECONDS, MESSAGES_SKIPPED_TOTAL, ROWS_FENCED_TOTAL,
     ROWS_STORED_TOTAL,
 };
 use crate::retry::with_backoff;
@@ -65,9 +65,8 @@ impl ConsumerContext for Rebalances {
 
 struct Pipeline {
     consumer: StreamConsumer<Rebalances>,
-    dlq: FutureProducer,
+    dlq: DeadLetters,
     topic: String,
-    dlq_topic: String,
     clickhouse: ClickhouseWriter,
     redis: ClickCounters,
     ch_fences: Fences,
@@ -102,9 +101,12 @@ pub async fn run_clicks(config: &ProcessConfig, shutdown: impl Future<Output = (
 
     let mut pipeline = Pipeline {
         consumer,
-        dlq: dlq_config.create()?,
+        dlq: DeadLetters::new(
+            dlq_config.create()?,
+            topics.dlq.clone(),
+            Duration::from_millis(config.retry_max_backoff_ms),
+        ),
         topic: topics.clicks,
-        dlq_topic: topics.dlq,
         clickhouse: ClickhouseWriter::new(config.clickhouse.clone()),
         redis,
         ch_fences: Fences::new(),
@@ -203,50 +205,12 @@ impl Pipeline {
                     // Only the bad line goes to the dead-letter topic: the good lines of the
                     // message are stored, so replaying the dead letter cannot repeat them.
                     let line = payload.split(|b| *b == b'\n').nth(error.line - 1).unwrap_or_default();
-                    self.dead_letter(partition, offset, error.line, key.as_deref(), line, &error.to_string()).await;
+                    let source = Source { pipeline: PIPELINE, topic: &self.topic, partition, offset, line: error.line };
+                    self.dlq.send(source, key.as_deref(), line, &error.to_string()).await;
                 }
             }
         }
         counter!(EVENTS_CONSUMED_TOTAL, "pipeline" => PIPELINE).increment(decoded);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn dead_letter(
-        &self,
-        partition: i32,
-        offset: i64,
-        line: usize,
-        key: Option<&[u8]>,
-        payload: &[u8],
-        reason: &str,
-    ) {
-        tracing::warn!(partition, offset, reason, "undecodable message sent to the dead-letter topic");
-        let (partition_s, offset_s, line_s) = (partition.to_string(), offset.to_string(), line.to_string());
-        let headers = OwnedHeaders::new()
-            .insert(Header { key: "runnel.reason", value: Some(reason) })
-            .insert(Header { key: "runnel.pipeline", value: Some(PIPELINE) })
-            .insert(Header { key: "runnel.source.topic", value: Some(self.topic.as_str()) })
-            .insert(Header { key: "runnel.source.partition", value: Some(partition_s.as_str()) })
-            .insert(Header { key: "runnel.source.offset", value: Some(offset_s.as_str()) })
-            .insert(Header { key: "runnel.source.line", value: Some(line_s.as_str()) });
-        // Wait for the ack: the batch (and so the commit) must not pass a message whose dead
-        // letter is not stored.
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let mut record = FutureRecord::to(&self.dlq_topic).payload(payload).headers(headers.clone());
-            if let Some(key) = key {
-                record = record.key(key);
-            }
-            match self.dlq.send(record, Duration::from_secs(10)).await {
-                Ok(_) => break,
-                Err((error, _)) => {
-                    tracing::warn!(%error, "dead-letter topic unavailable, retrying")
-                }
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(self.max_backoff);
-        }
-        counter!(DLQ_TOTAL, "pipeline" => PIPELINE, "reason" => "undecodable").increment(1);
     }
 
     /// Stores the batch in ClickHouse, then Redis, each above its fence; then commits.

@@ -13,13 +13,15 @@ use crate::ProcessError;
 pub enum Pipeline {
     /// `runnel.clicks` → ClickHouse `clicks` + Redis counters.
     Clicks,
+    /// `runnel.links` → the Redis link index + ClickHouse `links`.
+    Links,
 }
 
 /// Settings of `runnel process`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ProcessConfig {
-    /// Pipelines to run, comma separated. Available: `clicks`.
-    #[arg(long, env = "RUNNEL_PIPELINES", default_value = "clicks", value_delimiter = ',')]
+    /// Pipelines to run, comma separated. Available: `clicks`, `links`.
+    #[arg(long, env = "RUNNEL_PIPELINES", default_value = "clicks,links", value_delimiter = ',')]
     pub pipelines: Vec<String>,
     /// Prefix of consumer group ids: `{prefix}clicks`.
     #[arg(long, env = "RUNNEL_GROUP_PREFIX", default_value = "runnel-")]
@@ -87,10 +89,11 @@ impl ProcessConfig {
         for name in &self.pipelines {
             let pipeline = match name.trim() {
                 "clicks" => Pipeline::Clicks,
+                "links" => Pipeline::Links,
                 other => {
                     return Err(ProcessError::Invalid {
                         variable: "RUNNEL_PIPELINES",
-                        reason: format!("unknown pipeline '{other}' (available: clicks)"),
+                        reason: format!("unknown pipeline '{other}' (available: clicks, links)"),
                     });
                 }
             };

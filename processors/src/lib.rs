@@ -8,18 +8,22 @@
 mod batch;
 mod clicks;
 mod config;
+mod dlq;
 mod enrich;
 mod error;
+mod links;
 mod metrics;
 mod retry;
 
 pub use clicks::run_clicks;
 pub use config::{Pipeline, ProcessConfig};
 pub use error::ProcessError;
+pub use links::{RebuildReport, rebuild_links, run_links};
 
 use std::future::Future;
 
-/// Runs the configured pipelines until `shutdown` completes, then drains them.
+/// Runs the configured pipelines side by side until `shutdown` completes, then drains them.
+/// The first pipeline to fail stops the others.
 pub async fn run(
     config: ProcessConfig,
     prometheus: metrics_exporter_prometheus::PrometheusHandle,
@@ -32,12 +36,24 @@ pub async fn run(
         reason: format!("cannot listen on {}: {e}", config.metrics_addr),
     })?;
     tokio::spawn(metrics::serve(listener, prometheus));
-    // One pipeline today; each further pipeline gets its own task and consumer group.
-    let mut shutdown = Some(shutdown);
-    for pipeline in pipelines {
-        match pipeline {
-            Pipeline::Clicks => run_clicks(&config, shutdown.take().expect("one pipeline")).await?,
-        }
-    }
-    Ok(())
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let config = &config;
+    let runs = pipelines.into_iter().map(|pipeline| {
+        let mut stopped = stopped.clone();
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let run: std::pin::Pin<Box<dyn Future<Output = Result<(), ProcessError>> + '_>> = match pipeline {
+            Pipeline::Clicks => Box::pin(run_clicks(config, shutdown)),
+            Pipeline::Links => Box::pin(run_links(config, shutdown)),
+        };
+        run
+    });
+    // Side by side on this task; the first to fail ends the others (their unstored batches are
+    // read again after a restart, and the fences keep that exact).
+    futures::future::try_join_all(runs).await.map(|_| ())
 }

@@ -203,7 +203,7 @@ impl TestEnv {
     }
 
     pub fn spawn_processor(&self) -> Proc {
-        self.spawn("process", &["process", "--pipelines", "clicks"])
+        self.spawn("process", &["process", "--pipelines", "clicks,links"])
     }
 
     pub fn clickhouse(&self) -> clickhouse::Client {
