@@ -19,14 +19,16 @@ pub(crate) struct CachedLink {
     pub(crate) link: LinkEvent,
     /// When this entry stops being trusted and Redis is asked again.
     expires: Instant,
+    /// The cache generation it was read in; entries of older generations are stale.
+    generation: u64,
     /// The destination with the link's UTM parameters, for requests that add no query.
     pub(crate) location: Option<HeaderValue>,
 }
 
 impl CachedLink {
-    fn new(link: LinkEvent, ttl: Duration) -> Self {
+    fn new(link: LinkEvent, ttl: Duration, generation: u64) -> Self {
         let location = HeaderValue::from_str(&crate::redirect::destination(&link, None)).ok();
-        Self { link, expires: Instant::now() + ttl, location }
+        Self { link, expires: Instant::now() + ttl, generation, location }
     }
 }
 
@@ -35,15 +37,28 @@ impl CachedLink {
 pub(crate) struct LinkResolver {
     cache: Arc<Cache<String, Arc<CachedLink>>>,
     ttl: Duration,
+    /// Bumped when changes may have been missed (the change feed was lost): every entry read
+    /// before is stale — asked for again, but still served while Redis does not answer.
+    generation: Arc<std::sync::atomic::AtomicU64>,
     index: LinkIndex,
     memory_hits: metrics::Counter,
+    /// After a failed read of the index, Redis is not asked again before this instant (ms on
+    /// `clock`): redirects must not each wait out a dead Redis's reconnect attempts.
+    index_down_until_ms: Arc<std::sync::atomic::AtomicU64>,
+    clock: Instant,
 }
+
+/// How long the index is left alone after a failed read.
+const INDEX_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl LinkResolver {
     pub(crate) fn new(index: LinkIndex, capacity: u64, ttl: Duration) -> Self {
         Self {
             cache: Arc::new(Cache::new(capacity as usize)),
             ttl,
+            generation: Arc::default(),
+            index_down_until_ms: Arc::default(),
+            clock: Instant::now(),
             index,
             // The hot path's counter, registered once.
             memory_hits: counter!(LINK_LOOKUPS_TOTAL, "tier" => "memory", "result" => "hit"),
@@ -52,13 +67,41 @@ impl LinkResolver {
 
     /// The link of `code`: from memory, else from Redis (then cached). Unknown codes are not
     /// cached, so a link created on another edge works here at once.
+    /// While Redis does not answer, an expired cache entry is used rather than failing the
+    /// redirect (stale-if-error): a link that worked a moment ago keeps working.
     pub(crate) async fn resolve(&self, code: &str) -> Result<Option<Arc<CachedLink>>, SinkError> {
-        if let Some(link) = self.cache.get(code).filter(|cached| cached.expires > Instant::now()) {
+        let cached = self.cache.get(code);
+        let generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+        if let Some(link) = cached.as_ref().filter(|c| c.expires > Instant::now() && c.generation == generation) {
             self.memory_hits.increment(1);
-            return Ok(Some(link));
+            return Ok(Some(Arc::clone(link)));
         }
         counter!(LINK_LOOKUPS_TOTAL, "tier" => "memory", "result" => "miss").increment(1);
-        let found = self.index.get(code).await?.map(|link| Arc::new(CachedLink::new(link, self.ttl)));
+        let now_ms = self.clock.elapsed().as_millis() as u64;
+        let lookup = if now_ms < self.index_down_until_ms.load(std::sync::atomic::Ordering::Relaxed) {
+            Err(SinkError::Invalid {
+                variable: "RUNNEL_REDIS_URL",
+                reason: "the link index failed a moment ago".into(),
+            })
+        } else {
+            let lookup = self.index.get(code).await;
+            if lookup.is_err() {
+                let until = self.clock.elapsed() + INDEX_RETRY_AFTER;
+                self.index_down_until_ms.store(until.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            lookup
+        };
+        let found = match lookup {
+            Ok(found) => found.map(|link| Arc::new(CachedLink::new(link, self.ttl, generation))),
+            Err(error) => match cached {
+                Some(stale) => {
+                    counter!(LINK_LOOKUPS_TOTAL, "tier" => "memory", "result" => "stale").increment(1);
+                    tracing::debug!(%error, code, "link index unavailable; serving the cached link");
+                    return Ok(Some(stale));
+                }
+                None => return Err(error),
+            },
+        };
         let result = if found.is_some() { "hit" } else { "miss" };
         counter!(LINK_LOOKUPS_TOTAL, "tier" => "redis", "result" => result).increment(1);
         if let Some(link) = &found {
@@ -69,7 +112,8 @@ impl LinkResolver {
 
     /// Puts a link this edge just wrote into the cache.
     pub(crate) fn remember(&self, link: LinkEvent) {
-        self.cache.insert(link.code.clone(), Arc::new(CachedLink::new(link, self.ttl)));
+        let generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+        self.cache.insert(link.code.clone(), Arc::new(CachedLink::new(link, self.ttl, generation)));
     }
 
     /// Drops `code` from the cache (its link changed).
@@ -82,8 +126,8 @@ impl LinkResolver {
     }
 
     /// Listens for link changes announced by any edge and drops them from this cache, for as
-    /// long as the process runs. After a lost connection it empties the whole cache: changes
-    /// may have been announced meanwhile.
+    /// long as the process runs. After a lost connection every entry becomes stale: changes may
+    /// have been announced meanwhile (stale entries still serve while Redis does not answer).
     pub(crate) async fn follow_changes(self, client: redis::Client) {
         use futures::StreamExt;
         let channel = self.index.channel();
@@ -91,7 +135,7 @@ impl LinkResolver {
             match client.get_async_pubsub().await {
                 Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
                     Ok(()) => {
-                        self.cache.clear();
+                        self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let mut messages = pubsub.on_message();
                         while let Some(message) = messages.next().await {
                             if let Ok(code) = message.get_payload::<String>() {
@@ -105,7 +149,7 @@ impl LinkResolver {
                 },
                 Err(error) => tracing::warn!(%error, "cannot connect for link changes"),
             }
-            self.cache.clear();
+            self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }

@@ -15,17 +15,17 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sinks::Fences;
-use sinks::clickhouse::ClickhouseWriter;
+use sinks::clickhouse::{ClickRow, ClickhouseWriter};
 use sinks::redis::{ApplyOutcome, ClickCounters};
 
 use crate::batch::Batch;
 use crate::dlq::{DeadLetters, Source};
 use crate::enrich::click_row;
 use crate::metrics::{
-    BATCH_ROWS, EVENTS_CONSUMED_TOTAL, FLUSH_DURATION_SECONDS, MESSAGES_SKIPPED_TOTAL, ROWS_FENCED_TOTAL,
-    ROWS_STORED_TOTAL,
+    BATCH_ROWS, EVENTS_CONSUMED_TOTAL, FLUSH_DURATION_SECONDS, MESSAGES_SKIPPED_TOTAL, RETRIES_TOTAL,
+    ROWS_FENCED_TOTAL, ROWS_STORED_TOTAL,
 };
-use crate::retry::with_backoff;
+use crate::retry::{jittered, with_backoff};
 use crate::{ProcessConfig, ProcessError};
 
 const PIPELINE: &str = "clicks";
@@ -213,6 +213,51 @@ impl Pipeline {
         counter!(EVENTS_CONSUMED_TOTAL, "pipeline" => PIPELINE).increment(decoded);
     }
 
+    /// Inserts the batch's rows above the ClickHouse fence and advances the fence; returns how
+    /// many rows it stored. After a failed attempt the fence is read again from ClickHouse
+    /// before the retry: an INSERT whose answer was lost (a time-out, a dropped connection) may
+    /// have been stored, and must not be stored twice.
+    async fn store_in_clickhouse(&mut self) -> Result<usize, ProcessError> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let rows: Vec<&ClickRow> = self.batch.rows_above(&self.ch_fences).collect();
+            if rows.is_empty() {
+                return Ok(0);
+            }
+            match self.clickhouse.insert_clicks(rows.iter().copied()).await {
+                Ok(()) => {
+                    let count = rows.len();
+                    let mut stored = Fences::new();
+                    for row in rows {
+                        let fence = stored.entry(row.kafka_partition).or_insert(-1);
+                        *fence = (*fence).max(row.kafka_offset);
+                    }
+                    for (partition, offset) in stored {
+                        let fence = self.ch_fences.entry(partition).or_insert(-1);
+                        *fence = (*fence).max(offset);
+                    }
+                    return Ok(count);
+                }
+                Err(error) if error.is_retryable() => {
+                    counter!(RETRIES_TOTAL, "pipeline" => PIPELINE, "sink" => "clickhouse").increment(1);
+                    let pause = jittered(backoff);
+                    tracing::warn!(%error, backoff_ms = pause.as_millis() as u64, "ClickHouse insert failed, retrying");
+                    tokio::time::sleep(pause).await;
+                    backoff = (backoff * 2).min(self.max_backoff);
+                    if let Ok(fences) = self.clickhouse.fences(CH_SOURCE).await {
+                        for partition in self.batch.partitions() {
+                            if let Some(stored) = fences.get(&partition) {
+                                let fence = self.ch_fences.entry(partition).or_insert(-1);
+                                *fence = (*fence).max(*stored);
+                            }
+                        }
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
     /// Stores the batch in ClickHouse, then Redis, each above its fence; then commits.
     async fn flush(&mut self) -> Result<(), ProcessError> {
         if self.batch.is_empty() {
@@ -221,26 +266,10 @@ impl Pipeline {
         histogram!(BATCH_ROWS, "pipeline" => PIPELINE).record(self.batch.len() as f64);
 
         let started = Instant::now();
-        let rows: Vec<_> = self.batch.rows_above(&self.ch_fences).collect();
-        let fenced = self.batch.len() - rows.len();
-        if !rows.is_empty() {
-            with_backoff(PIPELINE, "clickhouse", self.max_backoff, || {
-                self.clickhouse.insert_clicks(rows.iter().copied())
-            })
-            .await?;
-        }
-        counter!(ROWS_STORED_TOTAL, "pipeline" => PIPELINE, "sink" => "clickhouse").increment(rows.len() as u64);
-        counter!(ROWS_FENCED_TOTAL, "pipeline" => PIPELINE, "sink" => "clickhouse").increment(fenced as u64);
-        let mut stored = Fences::new();
-        for row in &rows {
-            let fence = stored.entry(row.kafka_partition).or_insert(-1);
-            *fence = (*fence).max(row.kafka_offset);
-        }
-        drop(rows);
-        for (partition, offset) in stored {
-            let fence = self.ch_fences.entry(partition).or_insert(-1);
-            *fence = (*fence).max(offset);
-        }
+        let before = self.batch.len();
+        let stored = self.store_in_clickhouse().await?;
+        counter!(ROWS_STORED_TOTAL, "pipeline" => PIPELINE, "sink" => "clickhouse").increment(stored as u64);
+        counter!(ROWS_FENCED_TOTAL, "pipeline" => PIPELINE, "sink" => "clickhouse").increment((before - stored) as u64);
         histogram!(FLUSH_DURATION_SECONDS, "pipeline" => PIPELINE, "sink" => "clickhouse")
             .record(started.elapsed().as_secs_f64());
 

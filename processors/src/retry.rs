@@ -27,8 +27,7 @@ where
             Ok(value) => return Ok(value),
             Err(error) if error.is_retryable() => {
                 counter!(RETRIES_TOTAL, "pipeline" => pipeline, "sink" => sink).increment(1);
-                // Full jitter keeps restarted processors from retrying in step.
-                let jittered = backoff.mul_f64(0.5 + pseudo_random_unit() * 0.5);
+                let jittered = jittered(backoff);
                 tracing::warn!(%error, pipeline, sink, backoff_ms = jittered.as_millis() as u64, "sink failed, retrying");
                 tokio::time::sleep(jittered).await;
                 backoff = (backoff * 2).min(max_backoff);
@@ -36,6 +35,11 @@ where
             Err(error) => return Err(error),
         }
     }
+}
+
+/// `backoff` scaled by a random factor in [0.5, 1): restarted processors do not retry in step.
+pub(crate) fn jittered(backoff: Duration) -> Duration {
+    backoff.mul_f64(0.5 + pseudo_random_unit() * 0.5)
 }
 
 fn pseudo_random_unit() -> f64 {

@@ -206,12 +206,24 @@ impl TestEnv {
         self.spawn("process", &["process", "--pipelines", "clicks,links"])
     }
 
+    /// A setting as this test's processes see it: the test's own value, else `default`.
+    fn setting(&self, key: &str, default: String) -> String {
+        self.extra_env.iter().rev().find(|(k, _)| k == key).map_or(default, |(_, v)| v.clone())
+    }
+
     pub fn clickhouse(&self) -> clickhouse::Client {
-        clickhouse::Client::default().with_url(clickhouse_url()).with_database(self.database()).with_validation(false)
+        clickhouse::Client::default()
+            .with_url(self.setting("RUNNEL_CLICKHOUSE_URL", clickhouse_url()))
+            .with_database(self.database())
+            .with_validation(false)
     }
 
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+        redis::Client::open(self.setting("RUNNEL_REDIS_URL", redis_url()))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
     }
 
     pub async fn redis_get(&self, key: &str) -> Option<u64> {
@@ -386,5 +398,140 @@ impl PrivateBroker {
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A Redis server of one test's own, for outage tests.
+pub struct PrivateRedis {
+    pub url: String,
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    pub fn start(env: &TestEnv) -> Self {
+        let port = free_port();
+        let dir = env.logs.join(format!("redis-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = Self { url: format!("redis://127.0.0.1:{port}"), port, dir, child: None };
+        redis.restart();
+        redis
+    }
+
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/stack up installs it)");
+        self.child = Some(child);
+        wait_for_port(self.port, "private redis");
+    }
+
+    /// Stops the server (gracefully: its append-only file keeps every write).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A ClickHouse server of one test's own (the Debian package's server with its own ports and
+/// data folder), for outage tests.
+pub struct PrivateClickhouse {
+    pub url: String,
+    http_port: u16,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateClickhouse {
+    pub fn start(env: &TestEnv) -> Self {
+        let http_port = free_port();
+        let dir = env.logs.join(format!("clickhouse-{http_port}"));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let template =
+            std::fs::read_to_string("/etc/clickhouse-server/config.xml").expect("clickhouse-server is installed");
+        let config = template
+            .replace("/var/lib/clickhouse/", &format!("{}/data/", dir.display()))
+            .replace("/var/log/clickhouse-server/", &format!("{}/", dir.display()))
+            .replace("<listen_host>::1</listen_host>", "")
+            .replace("<http_port>8123</http_port>", &format!("<http_port>{http_port}</http_port>"))
+            .replace("<tcp_port>9000</tcp_port>", &format!("<tcp_port>{}</tcp_port>", free_port()))
+            .replace(
+                "<interserver_http_port>9009</interserver_http_port>",
+                &format!("<interserver_http_port>{}</interserver_http_port>", free_port()),
+            );
+        std::fs::write(dir.join("config.xml"), config).unwrap();
+        std::fs::copy("/etc/clickhouse-server/users.xml", dir.join("users.xml")).unwrap();
+        let mut server = Self {
+            url: format!("http://127.0.0.1:{http_port}"),
+            http_port,
+            config: dir.join("config.xml"),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    pub fn restart(&mut self) {
+        let child = Command::new("/usr/sbin/clickhouse-server")
+            .arg(format!("--config-file={}", self.config.display()))
+            .current_dir(self.config.parent().unwrap())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("clickhouse-server is installed");
+        self.child = Some(child);
+        wait_for_port(self.http_port, "private clickhouse");
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateClickhouse {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start on port {port}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -1,0 +1,102 @@
+//! Sink outages against real servers of the test's own: Redis stopped and started, ClickHouse
+//! stopped for 30 s and started. Afterwards raw rows, the daily view and the Redis counter each
+//! hold every click exactly once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{PrivateClickhouse, PrivateRedis, TestEnv, create_link, eventually, http};
+
+const BROWSER: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+
+async fn follow(env: &TestEnv, code: &str, times: usize) {
+    let client = http();
+    for _ in 0..times {
+        let response =
+            client.get(format!("{}/{code}", env.edge_url())).header("user-agent", BROWSER).send().await.unwrap();
+        assert_eq!(response.status(), 302);
+    }
+}
+
+async fn assert_exactly(env: &TestEnv, link_id: u64, clicks: u64) {
+    let key = format!("clicks:{{{link_id}}}");
+    let complete = eventually(Duration::from_secs(90), || async {
+        env.ch_u64("SELECT count() FROM clicks").await >= clicks && env.redis_get(&key).await.unwrap_or(0) >= clicks
+    })
+    .await;
+    assert!(
+        complete,
+        "ClickHouse has {}, Redis {:?}, expected {clicks}",
+        env.ch_u64("SELECT count() FROM clicks").await,
+        env.redis_get(&key).await
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, clicks, "raw rows");
+    assert_eq!(env.ch_u64("SELECT uniqExact(event_id) FROM clicks").await, clicks, "distinct event ids");
+    assert_eq!(env.ch_u64("SELECT countMerge(clicks) FROM clicks_daily_by_link").await, clicks, "daily view");
+    assert_eq!(env.redis_get(&key).await, Some(clicks), "redis counter");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_stopped_and_started_every_click_is_counted_once() {
+    let mut env = TestEnv::new("redisdown");
+    let mut redis = PrivateRedis::start(&env);
+    env.set("RUNNEL_REDIS_URL", redis.url.clone());
+    env.set("RUNNEL_BATCH_MAX_AGE_MS", "200");
+    env.set("RUNNEL_RETRY_MAX_BACKOFF_MS", "1000");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let mut processor = env.spawn_processor();
+    let (code, link_id) = create_link(&env, "https://example.com/r").await;
+
+    follow(&env, &code, 100).await;
+    let key = format!("clicks:{{{link_id}}}");
+    assert!(eventually(Duration::from_secs(60), || async { env.redis_get(&key).await == Some(100) }).await);
+
+    redis.stop();
+    // The edge keeps redirecting from its cache while the link index is away.
+    follow(&env, &code, 200).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        processor.child.try_wait().unwrap().is_none(),
+        "the processor waits for Redis instead of exiting:\n{}",
+        processor.log_text()
+    );
+    redis.restart();
+    assert_exactly(&env, link_id, 300).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_clickhouse_stopped_for_30_s_consumption_pauses_and_every_click_is_stored_once() {
+    let mut env = TestEnv::new("chdown");
+    let mut clickhouse = PrivateClickhouse::start(&env);
+    env.set("RUNNEL_CLICKHOUSE_URL", clickhouse.url.clone());
+    env.set("RUNNEL_BATCH_MAX_AGE_MS", "200");
+    env.set("RUNNEL_RETRY_MAX_BACKOFF_MS", "2000");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let mut processor = env.spawn_processor();
+    let (code, link_id) = create_link(&env, "https://example.com/c").await;
+
+    follow(&env, &code, 100).await;
+    assert!(
+        eventually(Duration::from_secs(60), || async { env.ch_u64("SELECT count() FROM clicks").await == 100 }).await
+    );
+    let key = format!("clicks:{{{link_id}}}");
+    assert!(eventually(Duration::from_secs(30), || async { env.redis_get(&key).await == Some(100) }).await);
+
+    clickhouse.stop();
+    follow(&env, &code, 200).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    // Paused: nothing past the stored data moved on, not even in Redis, and the processor lives.
+    assert_eq!(env.redis_get(&key).await, Some(100), "consumption pauses while ClickHouse is down");
+    assert!(
+        processor.child.try_wait().unwrap().is_none(),
+        "the processor waits for ClickHouse:\n{}",
+        processor.log_text()
+    );
+    clickhouse.restart();
+    assert_exactly(&env, link_id, 300).await;
+}
