@@ -224,6 +224,29 @@ async fn links_reach_the_clickhouse_dimension_and_the_index_can_be_rebuilt_from_
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_that_arrives_twice_close_together_is_stored_once() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let env = TestEnv::new("dedup");
+    env.prepare();
+    let _processor = env.spawn_processor();
+    let producer: FutureProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", common::kafka_brokers()).create().unwrap();
+    let topic = format!("{}clicks", env.topic_prefix());
+    let click = |id: u64| format!(r#"{{"v":1,"id":{id},"ts":1700000000000,"link_id":77,"code":"d","method":"GET","ua":"{BROWSER}"}}"#);
+    // As an edge re-sending from its spool after a crash: event 2 again, in a later message.
+    for (partition, ids) in [(0, [1u64, 2]), (1, [2, 3])] {
+        let payload = format!("{}\n{}\n", click(ids[0]), click(ids[1]));
+        producer.send(FutureRecord::to(&topic).key("77").payload(&payload).partition(partition), Duration::from_secs(10)).await.unwrap();
+    }
+    let stored = eventually(Duration::from_secs(60), || async { env.ch_u64("SELECT count() FROM clicks").await >= 3 }).await;
+    assert!(stored, "{} clicks stored", env.ch_u64("SELECT count() FROM clicks").await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, 3);
+    assert_eq!(env.ch_u64("SELECT uniqExact(event_id) FROM clicks").await, 3);
+    assert_eq!(env.redis_get("clicks:{77}").await, Some(3));
+}
+
 #[test]
 fn a_missing_service_is_named_without_a_stack_trace() {
     let env = TestEnv::new("missing");

@@ -14,12 +14,15 @@ pub(crate) struct Batch {
     /// First and last message offset per partition (messages without rows count too).
     ranges: BTreeMap<i32, (i64, i64)>,
     started: Option<Instant>,
+    /// Encoded size of the events held, for the byte limit.
+    bytes: usize,
 }
 
 impl Batch {
     /// Records that the message at `offset` of `partition` is part of this batch.
-    pub(crate) fn add_message(&mut self, partition: i32, offset: i64) {
+    pub(crate) fn add_message(&mut self, partition: i32, offset: i64, bytes: usize) {
         self.started.get_or_insert_with(Instant::now);
+        self.bytes += bytes;
         self.ranges.entry(partition).and_modify(|r| r.1 = r.1.max(offset)).or_insert((offset, offset));
     }
 
@@ -29,6 +32,11 @@ impl Batch {
 
     pub(crate) fn len(&self) -> usize {
         self.rows.len()
+    }
+
+    /// Encoded bytes of the messages held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -42,12 +50,17 @@ impl Batch {
 
     /// Forgets partitions this consumer no longer owns: their next owner reads them again
     /// from the committed offset.
-    pub(crate) fn drop_partitions(&mut self, partitions: &[i32]) {
-        self.rows.retain(|r| !partitions.contains(&r.kafka_partition));
+    /// Returns the event ids of the rows it dropped.
+    pub(crate) fn drop_partitions(&mut self, partitions: &[i32]) -> Vec<u64> {
+        let (dropped, kept): (Vec<ClickRow>, Vec<ClickRow>) =
+            std::mem::take(&mut self.rows).into_iter().partition(|r| partitions.contains(&r.kafka_partition));
+        self.rows = kept;
         self.ranges.retain(|p, _| !partitions.contains(p));
         if self.ranges.is_empty() {
             self.started = None;
+            self.bytes = 0;
         }
+        dropped.into_iter().map(|r| r.event_id).collect()
     }
 
     /// Rows above `fences` (a partition without a fence has stored nothing).
@@ -86,6 +99,7 @@ impl Batch {
         self.rows.clear();
         self.ranges.clear();
         self.started = None;
+        self.bytes = 0;
     }
 }
 
@@ -115,7 +129,7 @@ mod tests {
     fn batch(rows: &[(i32, i64, u64)]) -> Batch {
         let mut b = Batch::default();
         for &(p, o, l) in rows {
-            b.add_message(p, o);
+            b.add_message(p, o, 100);
             b.add_row(row(p, o, l));
         }
         b
@@ -140,9 +154,9 @@ mod tests {
     #[test]
     fn revoked_partitions_leave_the_batch_and_commits_point_past_the_last_message() {
         let mut b = batch(&[(0, 10, 1), (1, 7, 1), (1, 8, 1)]);
-        b.add_message(2, 3); // a message that yielded no row still moves the commit
+        b.add_message(2, 3, 100); // a message that yielded no row still moves the commit
         assert_eq!(b.commit_offsets(), vec![(0, 11), (1, 9), (2, 4)]);
-        b.drop_partitions(&[1]);
+        assert_eq!(b.drop_partitions(&[1]), vec![7, 8], "the dropped rows' event ids");
         assert_eq!(b.len(), 1);
         assert_eq!(b.commit_offsets(), vec![(0, 11), (2, 4)]);
     }

@@ -19,10 +19,11 @@ use sinks::clickhouse::{ClickRow, ClickhouseWriter};
 use sinks::redis::{ApplyOutcome, ClickCounters};
 
 use crate::batch::Batch;
+use crate::dedup::RecentIds;
 use crate::dlq::{DeadLetters, Source};
 use crate::enrich::click_row;
 use crate::metrics::{
-    BATCH_ROWS, EVENTS_CONSUMED_TOTAL, FLUSH_DURATION_SECONDS, MESSAGES_SKIPPED_TOTAL, RETRIES_TOTAL,
+    BATCH_ROWS, DUPLICATES_TOTAL, EVENTS_CONSUMED_TOTAL, FLUSH_DURATION_SECONDS, MESSAGES_SKIPPED_TOTAL, RETRIES_TOTAL,
     ROWS_FENCED_TOTAL, ROWS_STORED_TOTAL,
 };
 use crate::retry::{jittered, with_backoff};
@@ -72,7 +73,9 @@ struct Pipeline {
     ch_fences: Fences,
     redis_fences: Fences,
     batch: Batch,
+    recent: RecentIds,
     max_rows: usize,
+    max_bytes: usize,
     max_age: Duration,
     max_backoff: Duration,
 }
@@ -112,7 +115,9 @@ pub async fn run_clicks(config: &ProcessConfig, shutdown: impl Future<Output = (
         ch_fences: Fences::new(),
         redis_fences: Fences::new(),
         batch: Batch::default(),
+        recent: RecentIds::new(config.dedup_window_events),
         max_rows: config.batch_max_rows,
+        max_bytes: config.batch_max_bytes,
         max_age: Duration::from_millis(config.batch_max_age_ms),
         max_backoff: Duration::from_millis(config.retry_max_backoff_ms),
     };
@@ -143,7 +148,10 @@ impl Pipeline {
                 }
             }
             self.apply_rebalances().await?;
-            if self.batch.len() >= self.max_rows || (!self.batch.is_empty() && self.batch.age() >= self.max_age) {
+            if self.batch.len() >= self.max_rows
+                || self.batch.bytes() >= self.max_bytes
+                || (!self.batch.is_empty() && self.batch.age() >= self.max_age)
+            {
                 self.flush().await?;
             }
         }
@@ -159,7 +167,9 @@ impl Pipeline {
             match change {
                 Change::Revoked(partitions) => {
                     tracing::info!(?partitions, "partitions revoked; their unstored events are left to the next owner");
-                    self.batch.drop_partitions(&partitions);
+                    for id in self.batch.drop_partitions(&partitions) {
+                        self.recent.forget(id);
+                    }
                     for p in &partitions {
                         self.ch_fences.remove(p);
                         self.redis_fences.remove(p);
@@ -175,7 +185,9 @@ impl Pipeline {
                     .await?;
                     for p in &partitions {
                         // Another owner may have stored more since we last held the partition.
-                        self.batch.drop_partitions(&[*p]);
+                        for id in self.batch.drop_partitions(&[*p]) {
+                            self.recent.forget(id);
+                        }
                         set_fence(&mut self.ch_fences, *p, ch.get(p).copied());
                         set_fence(&mut self.redis_fences, *p, redis.get(p).copied());
                     }
@@ -193,13 +205,18 @@ impl Pipeline {
             counter!(MESSAGES_SKIPPED_TOTAL, "pipeline" => PIPELINE).increment(1);
             return;
         }
-        self.batch.add_message(partition, offset);
+        self.batch.add_message(partition, offset, payload.len());
         let mut decoded = 0u64;
         for event in decode_ndjson::<ClickEvent>(&payload) {
             match event {
                 Ok(event) => {
                     decoded += 1;
-                    self.batch.add_row(click_row(event, partition, offset));
+                    // The same click twice (an edge re-sent it from its spool): stored once.
+                    if self.recent.first_time(event.id) {
+                        self.batch.add_row(click_row(event, partition, offset));
+                    } else {
+                        counter!(DUPLICATES_TOTAL, "pipeline" => PIPELINE).increment(1);
+                    }
                 }
                 Err(error) => {
                     // Only the bad line goes to the dead-letter topic: the good lines of the

@@ -29,6 +29,12 @@ pub struct ProcessConfig {
     /// Flush a batch when it holds this many events.
     #[arg(long, env = "RUNNEL_BATCH_MAX_ROWS", default_value_t = 50_000)]
     pub batch_max_rows: usize,
+    /// Flush a batch when its messages hold this many bytes.
+    #[arg(long, env = "RUNNEL_BATCH_MAX_BYTES", default_value_t = 16 << 20)]
+    pub batch_max_bytes: usize,
+    /// Recent event ids remembered to store a repeated event once (0: off).
+    #[arg(long, env = "RUNNEL_DEDUP_WINDOW_EVENTS", default_value_t = 1_000_000)]
+    pub dedup_window_events: usize,
     /// Flush a batch when its oldest event waited this long, in milliseconds.
     #[arg(long, env = "RUNNEL_BATCH_MAX_AGE_MS", default_value_t = 1_000)]
     pub batch_max_age_ms: u64,
@@ -76,6 +82,12 @@ impl ProcessConfig {
         if self.batch_max_rows == 0 {
             return Err(ProcessError::Invalid {
                 variable: "RUNNEL_BATCH_MAX_ROWS",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.batch_max_bytes == 0 {
+            return Err(ProcessError::Invalid {
+                variable: "RUNNEL_BATCH_MAX_BYTES",
                 reason: "must be at least 1".into(),
             });
         }

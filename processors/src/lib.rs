@@ -8,6 +8,7 @@
 mod batch;
 mod clicks;
 mod config;
+mod dedup;
 mod dlq;
 mod enrich;
 mod error;

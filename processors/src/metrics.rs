@@ -11,6 +11,8 @@ pub(crate) const ROWS_STORED_TOTAL: &str = "runnel_processor_rows_stored_total";
 pub(crate) const ROWS_FENCED_TOTAL: &str = "runnel_processor_rows_fenced_total";
 /// Messages skipped whole because every sink's fence already covers them, by pipeline (counter).
 pub(crate) const MESSAGES_SKIPPED_TOTAL: &str = "runnel_processor_messages_skipped_total";
+/// Events dropped as repeats of a recently seen event id, by pipeline (counter).
+pub(crate) const DUPLICATES_TOTAL: &str = "runnel_processor_duplicates_total";
 /// Flush latency by pipeline and sink (histogram, seconds).
 pub(crate) const FLUSH_DURATION_SECONDS: &str = "runnel_processor_flush_duration_seconds";
 /// Events per batch at flush, by pipeline (histogram).
@@ -25,6 +27,7 @@ pub(crate) fn describe() {
     describe_counter!(EVENTS_CONSUMED_TOTAL, "Events decoded from Kafka");
     describe_counter!(ROWS_STORED_TOTAL, "Rows stored per sink");
     describe_counter!(ROWS_FENCED_TOTAL, "Rows skipped because the sink's fence showed them stored");
+    describe_counter!(DUPLICATES_TOTAL, "Events dropped as repeats of a recently seen event id");
     describe_histogram!(FLUSH_DURATION_SECONDS, metrics::Unit::Seconds, "Time to store one batch in one sink");
     describe_histogram!(BATCH_ROWS, "Events per batch at flush");
     describe_counter!(RETRIES_TOTAL, "Retries of failing sink operations");
