@@ -6,19 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{PrivateClickhouse, PrivateRedis, TestEnv, create_link, eventually, http};
-
-const BROWSER: &str =
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
-
-async fn follow(env: &TestEnv, code: &str, times: usize) {
-    let client = http();
-    for _ in 0..times {
-        let response =
-            client.get(format!("{}/{code}", env.edge_url())).header("user-agent", BROWSER).send().await.unwrap();
-        assert_eq!(response.status(), 302);
-    }
-}
+use common::{BROWSER, PrivateClickhouse, PrivateRedis, TestEnv, create_link, eventually, follow};
 
 async fn assert_exactly(env: &TestEnv, link_id: u64, clicks: u64) {
     let key = format!("clicks:{{{link_id}}}");
@@ -51,13 +39,13 @@ async fn with_redis_stopped_and_started_every_click_is_counted_once() {
     let mut processor = env.spawn_processor();
     let (code, link_id) = create_link(&env, "https://example.com/r").await;
 
-    follow(&env, &code, 100).await;
+    follow(&env, &code, 100, BROWSER).await;
     let key = format!("clicks:{{{link_id}}}");
     assert!(eventually(Duration::from_secs(60), || async { env.redis_get(&key).await == Some(100) }).await);
 
     redis.stop();
     // The edge keeps redirecting from its cache while the link index is away.
-    follow(&env, &code, 200).await;
+    follow(&env, &code, 200, BROWSER).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(
         processor.child.try_wait().unwrap().is_none(),
@@ -80,7 +68,7 @@ async fn with_clickhouse_stopped_for_30_s_consumption_pauses_and_every_click_is_
     let mut processor = env.spawn_processor();
     let (code, link_id) = create_link(&env, "https://example.com/c").await;
 
-    follow(&env, &code, 100).await;
+    follow(&env, &code, 100, BROWSER).await;
     assert!(
         eventually(Duration::from_secs(60), || async { env.ch_u64("SELECT count() FROM clicks").await == 100 }).await
     );
@@ -88,7 +76,7 @@ async fn with_clickhouse_stopped_for_30_s_consumption_pauses_and_every_click_is_
     assert!(eventually(Duration::from_secs(30), || async { env.redis_get(&key).await == Some(100) }).await);
 
     clickhouse.stop();
-    follow(&env, &code, 200).await;
+    follow(&env, &code, 200, BROWSER).await;
     tokio::time::sleep(Duration::from_secs(30)).await;
     // Paused: nothing past the stored data moved on, not even in Redis, and the processor lives.
     assert_eq!(env.redis_get(&key).await, Some(100), "consumption pauses while ClickHouse is down");

@@ -4,10 +4,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestEnv, api, create_link, eventually, http};
+use common::{BROWSER, TestEnv, api, create_link, eventually, follow, http};
 
-const BROWSER: &str =
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
 
 async fn stats_clicks(env: &TestEnv, code: &str) -> Option<(u64, u64)> {
     let response = api(reqwest::Method::GET, format!("{}/api/links/{code}/stats", env.edge_url())).send().await.ok()?;
@@ -18,19 +16,6 @@ async fn stats_clicks(env: &TestEnv, code: &str) -> Option<(u64, u64)> {
     Some((body["clicks"].as_u64()?, body["human_clicks"].as_u64()?))
 }
 
-async fn follow(env: &TestEnv, code: &str, times: usize, user_agent: &str) -> Vec<u64> {
-    let client = http();
-    let mut ids = Vec::with_capacity(times);
-    for _ in 0..times {
-        let response =
-            client.get(format!("{}/{code}", env.edge_url())).header("user-agent", user_agent).send().await.unwrap();
-        assert_eq!(response.status(), 302);
-        assert_eq!(response.headers()["location"], "https://example.com/landing?x=1");
-        ids.push(response.headers()["x-request-id"].to_str().unwrap().parse().unwrap());
-    }
-    ids
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_redirects_show_up_in_stats_and_in_the_redis_counter() {
     let env = TestEnv::new("follow");
@@ -39,7 +24,10 @@ async fn two_hundred_redirects_show_up_in_stats_and_in_the_redis_counter() {
     let _processor = env.spawn_processor();
     let (code, link_id) = create_link(&env, "https://example.com/landing?x=1").await;
 
-    let ids = follow(&env, &code, 150, BROWSER).await;
+    let landing = http().get(format!("{}/{code}", env.edge_url())).header("user-agent", BROWSER).send().await.unwrap();
+    assert_eq!(landing.headers()["location"], "https://example.com/landing?x=1");
+    let mut ids = vec![landing.headers()["x-request-id"].to_str().unwrap().parse::<u64>().unwrap()];
+    ids.extend(follow(&env, &code, 149, BROWSER).await);
     follow(&env, &code, 50, "Googlebot/2.1 (+http://www.google.com/bot.html)").await;
     assert_eq!(ids.iter().collect::<std::collections::HashSet<_>>().len(), 150, "request ids are unique");
 
@@ -233,13 +221,19 @@ async fn a_click_that_arrives_twice_close_together_is_stored_once() {
     let producer: FutureProducer =
         rdkafka::ClientConfig::new().set("bootstrap.servers", common::kafka_brokers()).create().unwrap();
     let topic = format!("{}clicks", env.topic_prefix());
-    let click = |id: u64| format!(r#"{{"v":1,"id":{id},"ts":1700000000000,"link_id":77,"code":"d","method":"GET","ua":"{BROWSER}"}}"#);
+    let click = |id: u64| {
+        format!(r#"{{"v":1,"id":{id},"ts":1700000000000,"link_id":77,"code":"d","method":"GET","ua":"{BROWSER}"}}"#)
+    };
     // As an edge re-sending from its spool after a crash: event 2 again, in a later message.
     for (partition, ids) in [(0, [1u64, 2]), (1, [2, 3])] {
         let payload = format!("{}\n{}\n", click(ids[0]), click(ids[1]));
-        producer.send(FutureRecord::to(&topic).key("77").payload(&payload).partition(partition), Duration::from_secs(10)).await.unwrap();
+        producer
+            .send(FutureRecord::to(&topic).key("77").payload(&payload).partition(partition), Duration::from_secs(10))
+            .await
+            .unwrap();
     }
-    let stored = eventually(Duration::from_secs(60), || async { env.ch_u64("SELECT count() FROM clicks").await >= 3 }).await;
+    let stored =
+        eventually(Duration::from_secs(60), || async { env.ch_u64("SELECT count() FROM clicks").await >= 3 }).await;
     assert!(stored, "{} clicks stored", env.ch_u64("SELECT count() FROM clicks").await);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, 3);

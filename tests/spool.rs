@@ -7,21 +7,8 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{PrivateBroker, TestEnv, create_link, http, read_topic};
+use common::{BROWSER, PrivateBroker, TestEnv, create_link, follow, http, read_topic};
 use rdkafka::Message;
-
-async fn follow(env: &TestEnv, code: &str, times: usize) -> Vec<u64> {
-    let client = http();
-    let mut ids = Vec::with_capacity(times);
-    for _ in 0..times {
-        let started = Instant::now();
-        let response = client.get(format!("{}/{code}", env.edge_url())).send().await.unwrap();
-        assert_eq!(response.status(), 302);
-        assert!(started.elapsed() < Duration::from_secs(2), "a redirect waited {:?}", started.elapsed());
-        ids.push(response.headers()["x-request-id"].to_str().unwrap().parse().unwrap());
-    }
-    ids
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answered_click_reaches_kafka_across_an_outage_and_an_edge_kill() {
@@ -34,13 +21,13 @@ async fn every_answered_click_reaches_kafka_across_an_outage_and_an_edge_kill() 
     let mut edge = env.spawn_edge().await;
     let (code, _) = create_link(&env, "https://example.com/spooled").await;
 
-    let mut answered = follow(&env, &code, 50).await;
+    let mut answered = follow(&env, &code, 50, BROWSER).await;
     broker.stop();
-    answered.extend(follow(&env, &code, 150).await);
+    answered.extend(follow(&env, &code, 150, BROWSER).await);
     // Kill the edge without warning while Kafka is still away, and start it again.
     edge.kill9();
     let mut edge = env.spawn_edge().await;
-    answered.extend(follow(&env, &code, 100).await);
+    answered.extend(follow(&env, &code, 100, BROWSER).await);
     let metrics = http().get(format!("{}/metrics", env.edge_url())).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("runnel_edge_clicks_spooled_total"), "the restarted edge spools:\n{metrics}");
 

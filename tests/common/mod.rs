@@ -295,6 +295,26 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
+/// A browser's user agent (clicks from it count as human).
+pub const BROWSER: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+
+/// Follows `/{code}` `times` times as `user_agent`; each answer must be a 302 within 2 s (a
+/// redirect never waits on Kafka). Returns the request ids (the click event ids).
+pub async fn follow(env: &TestEnv, code: &str, times: usize, user_agent: &str) -> Vec<u64> {
+    let client = http();
+    let mut ids = Vec::with_capacity(times);
+    for _ in 0..times {
+        let started = Instant::now();
+        let response =
+            client.get(format!("{}/{code}", env.edge_url())).header("user-agent", user_agent).send().await.unwrap();
+        assert_eq!(response.status(), 302);
+        assert!(started.elapsed() < Duration::from_secs(2), "a redirect waited {:?}", started.elapsed());
+        ids.push(response.headers()["x-request-id"].to_str().unwrap().parse().unwrap());
+    }
+    ids
+}
+
 /// An API request with the all-scopes key.
 pub fn api(method: reqwest::Method, url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
     http().request(method, url).bearer_auth(KEY)
