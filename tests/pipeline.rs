@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use common::{BROWSER, TestEnv, api, create_link, eventually, follow, http};
 
-
 async fn stats_clicks(env: &TestEnv, code: &str) -> Option<(u64, u64)> {
     let response = api(reqwest::Method::GET, format!("{}/api/links/{code}/stats", env.edge_url())).send().await.ok()?;
     if !response.status().is_success() {

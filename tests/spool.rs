@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{BROWSER, PrivateBroker, TestEnv, create_link, follow, http, read_topic};
+use common::{BROWSER, PrivateBroker, TestEnv, create_link, eventually, follow, http, read_topic};
 use rdkafka::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,4 +64,49 @@ async fn every_answered_click_reaches_kafka_across_an_outage_and_an_edge_kill() 
         http().get(format!("{}/readyz", env.edge_url())).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["spooling"], false, "{ready}");
     let _ = edge.terminate();
+}
+
+/// The value of a metric line in Prometheus text, 0 when absent.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_full_spool_drops_clicks_and_each_drop_is_counted() {
+    let mut env = TestEnv::new("spoolfull");
+    let mut broker = PrivateBroker::start(&env);
+    env.set("RUNNEL_KAFKA_BROKERS", broker.brokers.clone());
+    env.set("RUNNEL_KAFKA_IDEMPOTENCE", "false");
+    // Room for a handful of click records only.
+    env.set("RUNNEL_SPOOL_MAX_BYTES", "4000");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let (code, _) = create_link(&env, "https://example.com/full").await;
+    broker.stop();
+    // Redirects go on; clicks fill the spool, then are dropped.
+    follow(&env, &code, 60, BROWSER).await;
+    // A click batched just before the outage was noticed reaches the spool when the replayer
+    // purges the memory queue (within half a second): read once the counts settle.
+    let read =
+        || async { http().get(format!("{}/metrics", env.edge_url())).send().await.unwrap().text().await.unwrap() };
+    let counts = |text: &str| {
+        (
+            metric(text, "runnel_edge_clicks_spooled_total"),
+            metric(text, "runnel_edge_clicks_dropped_total{reason=\"spool_full\"}"),
+        )
+    };
+    eventually(Duration::from_secs(5), || async {
+        let (spooled, dropped) = counts(&read().await);
+        spooled + dropped == 60
+    })
+    .await;
+    let text = read().await;
+    let (spooled, dropped) = counts(&text);
+    assert!(spooled > 0 && dropped > 0, "spooled {spooled}, dropped {dropped}:\n{text}");
+    assert_eq!(spooled + dropped, 60, "every click is either spooled or counted as dropped");
+    assert!(metric(&text, "runnel_edge_spool_bytes") <= 4000);
 }
