@@ -19,7 +19,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::ApiError;
 use crate::auth::Scope;
 use crate::limits::Class;
-use crate::metrics::{CACHE_INVALIDATIONS_TOTAL, LINK_CHANGES_TOTAL, LINKS_CREATED_TOTAL};
+use crate::metrics::{CACHE_INVALIDATIONS_TOTAL, LINK_CHANGES_TOTAL};
 use crate::server::AppState;
 
 const CODE_LEN: usize = 7;
@@ -265,7 +265,6 @@ pub(crate) async fn create_link(
         return Err(ApiError::unavailable("Kafka", error));
     }
     state.links.remember(link.clone());
-    counter!(LINKS_CREATED_TOTAL).increment(1);
     counter!(LINK_CHANGES_TOTAL, "op" => "create").increment(1);
     Ok((StatusCode::CREATED, Json(view(&state, &link))).into_response())
 }

@@ -31,8 +31,6 @@ pub(crate) const CACHE_INVALIDATIONS_TOTAL: &str = "runnel_edge_cache_invalidati
 pub(crate) const LINK_CHANGES_TOTAL: &str = "runnel_edge_link_changes_total";
 /// Order events by result: `accepted`, `invalid`, `unavailable` (counter).
 pub(crate) const ORDER_EVENTS_TOTAL: &str = "runnel_edge_order_events_total";
-/// Links created (counter).
-pub(crate) const LINKS_CREATED_TOTAL: &str = "runnel_edge_links_created_total";
 
 /// Registers descriptions so `/metrics` explains itself.
 pub(crate) fn describe() {
@@ -48,7 +46,6 @@ pub(crate) fn describe() {
     describe_counter!(CLICKS_REPLAYED_TOTAL, "Spooled click events acknowledged by Kafka on replay");
     metrics::describe_gauge!(PRODUCER_QUEUE_MESSAGES, "Click messages in the producer's queue, not yet acknowledged");
     metrics::describe_gauge!(SPOOL_BYTES, metrics::Unit::Bytes, "Bytes held by the click spool");
-    describe_counter!(LINKS_CREATED_TOTAL, "Links created");
     describe_counter!(RATE_LIMITED_TOTAL, "Requests refused by a rate limit, by class");
     describe_counter!(CACHE_INVALIDATIONS_TOTAL, "Link-cache invalidations sent and received");
     describe_counter!(LINK_CHANGES_TOTAL, "Link changes by operation");

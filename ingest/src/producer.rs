@@ -17,7 +17,7 @@ use crate::spool::clicks::ClickPath;
 pub(crate) struct Producers {
     pub(crate) clicks: Arc<ClickPath>,
     /// Link and order events: each awaited until acknowledged.
-    links: FutureProducer,
+    acked: FutureProducer,
     topics: Topics,
     link_timeout: Duration,
 }
@@ -41,12 +41,12 @@ impl Producers {
             .set("message.timeout.ms", "0")
             .set("queue.buffering.max.messages", config.producer_queue_messages.to_string());
         // Links and orders: awaited per request, failing after the Kafka time-out.
-        let mut links = base;
-        links.set("linger.ms", "0").set("message.timeout.ms", config.kafka.timeout_ms.to_string());
+        let mut acked = base;
+        acked.set("linger.ms", "0").set("message.timeout.ms", config.kafka.timeout_ms.to_string());
 
         Ok(Self {
             clicks: ClickPath::new(clicks, config.kafka.topics().clicks, &config.spool_dir, config.spool_max_bytes)?,
-            links: links.create()?,
+            acked: acked.create()?,
             topics: config.kafka.topics(),
             link_timeout: Duration::from_millis(config.kafka.timeout_ms),
         })
@@ -57,29 +57,28 @@ impl Producers {
         self.clicks.send(event);
     }
 
-    /// Produces a link event and waits until Kafka acknowledged it.
+    /// Produces one JSON event and waits until Kafka acknowledged it.
+    async fn send_acked(&self, topic: &str, key: &str, event: &impl serde::Serialize) -> Result<(), KafkaError> {
+        let payload = serde_json::to_vec(event).expect("event serializes");
+        let record = FutureRecord::to(topic).key(key).payload(&payload);
+        self.acked.send(record, self.link_timeout).await.map(|_| ()).map_err(|(error, _)| error)
+    }
+
+    /// Produces a link event (key: code) and waits until Kafka acknowledged it.
     pub(crate) async fn send_link(&self, event: &LinkEvent) -> Result<(), KafkaError> {
-        let payload = serde_json::to_vec(event).expect("link event serializes");
-        let record = FutureRecord::to(&self.topics.links).key(&event.code).payload(&payload);
-        self.links.send(record, self.link_timeout).await.map(|_| ()).map_err(|(error, _)| error)
+        self.send_acked(&self.topics.links, &event.code, event).await
     }
 
     /// Produces order events (key: order id) and waits until Kafka acknowledged every one.
     pub(crate) async fn send_orders(&self, orders: &[OrderEvent]) -> Result<(), KafkaError> {
-        let sends = orders.iter().map(|order| {
-            let payload = serde_json::to_vec(order).expect("order event serializes");
-            async move {
-                let record = FutureRecord::to(&self.topics.orders).key(&order.order_id).payload(&payload);
-                self.links.send(record, self.link_timeout).await.map(|_| ()).map_err(|(error, _)| error)
-            }
-        });
+        let sends = orders.iter().map(|order| self.send_acked(&self.topics.orders, &order.order_id, order));
         futures::future::join_all(sends).await.into_iter().collect()
     }
 
-    /// Whether the brokers answer a metadata request, asked through the link producer's
+    /// Whether the brokers answer a metadata request, asked through the link and order producer's
     /// existing connections.
     pub(crate) async fn kafka_reachable(&self) -> bool {
-        let producer = self.links.clone();
+        let producer = self.acked.clone();
         let timeout = self.link_timeout.min(Duration::from_secs(2));
         tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout).is_ok())
             .await
@@ -94,7 +93,7 @@ impl Producers {
     /// Waits (blocking) up to `timeout` for Kafka to acknowledge what was produced; clicks it
     /// did not acknowledge go to the spool.
     pub(crate) fn flush(&self, timeout: Duration) {
-        if let Err(error) = self.links.flush(timeout) {
+        if let Err(error) = self.acked.flush(timeout) {
             tracing::warn!(%error, "link and order events unacknowledged at shutdown");
         }
         self.clicks.shutdown(timeout);

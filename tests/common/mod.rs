@@ -408,10 +408,7 @@ impl PrivateBroker {
 
     /// Kills the broker at once.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        stop_child(&mut self.child, false);
     }
 }
 
@@ -465,19 +462,13 @@ impl PrivateRedis {
 
     /// Stops the server (gracefully: its append-only file keeps every write).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-            let _ = child.wait();
-        }
+        stop_child(&mut self.child, true);
     }
 }
 
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        stop_child(&mut self.child, false);
     }
 }
 
@@ -532,19 +523,26 @@ impl PrivateClickhouse {
     }
 
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-            let _ = child.wait();
-        }
+        stop_child(&mut self.child, true);
     }
 }
 
 impl Drop for PrivateClickhouse {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        stop_child(&mut self.child, false);
+    }
+}
+
+/// Stops a server of a test's own and waits for it: SIGTERM when `graceful` (it flushes what
+/// it holds), else SIGKILL.
+fn stop_child(child: &mut Option<Child>, graceful: bool) {
+    if let Some(mut child) = child.take() {
+        if graceful {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        } else {
             let _ = child.kill();
-            let _ = child.wait();
         }
+        let _ = child.wait();
     }
 }
 
