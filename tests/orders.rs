@@ -151,3 +151,83 @@ async fn with_kafka_down_order_intake_answers_503_with_retry_after() {
     }
     assert_eq!(status, 202, "intake recovers when Kafka returns");
 }
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_events_are_stored_once_counted_and_bad_ones_dead_lettered() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let env = TestEnv::new("orderflow");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let _processor = env.spawn_processor();
+    let time = now_rfc3339();
+    let day = &time[..10];
+    let at = |mut event: serde_json::Value| {
+        event["time"] = serde_json::json!(time);
+        event
+    };
+    let mut created = at(order("e-1", "o-1"));
+    created["status"] = serde_json::json!("created");
+    let batch = [created, at(order("e-2", "o-1")), at(order("e-3", "o-2"))];
+    assert_eq!(post(&env, KEY, "application/x-ndjson", ndjson(&batch)).await.status(), 202);
+    // A client retrying an event it already sent (its answer was lost): stored once.
+    assert_eq!(post(&env, KEY, "application/json", at(order("e-3", "o-2")).to_string()).await.status(), 202);
+
+    // Bad messages written straight to the topic (not through the edge): one not JSON, one that
+    // breaks a rule, between good lines of the same message.
+    let topic = format!("{}orders", env.topic_prefix());
+    let producer: FutureProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", kafka_brokers()).create().unwrap();
+    let mut invalid = at(order("e-5", "o-5"));
+    invalid["currency"] = serde_json::json!("euro");
+    let payload = format!("{}\nnot json\n{}\n{}\n", at(order("e-4", "o-4")), invalid, at(order("e-6", "o-6")));
+    producer.send(FutureRecord::to(&topic).key("o-4").payload(&payload), Duration::from_secs(10)).await.unwrap();
+
+    let stored =
+        common::eventually(Duration::from_secs(60), || async { env.ch_u64("SELECT count() FROM orders").await >= 5 })
+            .await;
+    assert!(stored, "{} order events stored", env.ch_u64("SELECT count() FROM orders").await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(env.ch_u64("SELECT count() FROM orders").await, 5, "e-1, e-2, e-3 once, e-4, e-6");
+    assert_eq!(env.ch_u64("SELECT uniqExact(event_id) FROM orders").await, 5);
+    assert_eq!(env.ch_u64("SELECT toUInt64(sum(total)) FROM orders WHERE status = 'paid'").await, 4 * 3275);
+    assert_eq!(env.ch_u64("SELECT toUInt64(sum(arraySum(item_quantity))) FROM orders").await, 5 * 2);
+
+    let orders_key = format!("orders:{{{day}}}");
+    assert!(
+        common::eventually(Duration::from_secs(30), || async {
+            env.redis_hget(&orders_key, "count:paid").await == Some(4)
+        })
+        .await,
+        "paid orders counted: {:?}",
+        env.redis_hget(&orders_key, "count:paid").await
+    );
+    assert_eq!(env.redis_hget(&orders_key, "count:created").await, Some(1));
+    assert_eq!(env.redis_hget(&orders_key, "revenue:paid:EUR").await, Some(4 * 3275));
+    assert_eq!(env.redis_hget(&format!("items:{{{day}}}"), "p-1").await, Some(4 * 2), "units of paid orders");
+
+    let dead = read_topic(&kafka_brokers(), &format!("{}dlq", env.topic_prefix()), 12, Duration::from_secs(3));
+    let mut letters: Vec<(String, String, String)> = dead
+        .iter()
+        .map(|m| {
+            let header = |name: &str| {
+                use rdkafka::message::Headers;
+                let headers = m.headers().unwrap();
+                (0..headers.count())
+                    .map(|i| headers.get(i))
+                    .find(|h| h.key == name)
+                    .map(|h| String::from_utf8_lossy(h.value.unwrap()).to_string())
+                    .unwrap()
+            };
+            (header("runnel.source.line"), header("runnel.pipeline"), header("runnel.reason"))
+        })
+        .collect();
+    letters.sort();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert_eq!((letters[0].0.as_str(), letters[0].1.as_str()), ("2", "orders"));
+    assert_eq!((letters[1].0.as_str(), letters[1].1.as_str()), ("3", "orders"));
+    assert!(letters[1].2.starts_with("line 3: currency:"), "{letters:?}");
+}

@@ -11,20 +11,21 @@ use common::{BROWSER, PrivateClickhouse, PrivateRedis, TestEnv, create_link, eve
 async fn assert_exactly(env: &TestEnv, link_id: u64, clicks: u64) {
     let key = format!("clicks:{{{link_id}}}");
     let complete = eventually(Duration::from_secs(90), || async {
-        env.ch_u64("SELECT count() FROM clicks").await >= clicks && env.redis_get(&key).await.unwrap_or(0) >= clicks
+        env.ch_u64("SELECT count() FROM clicks").await >= clicks
+            && env.redis_hget(&key, "total").await.unwrap_or(0) >= clicks
     })
     .await;
     assert!(
         complete,
         "ClickHouse has {}, Redis {:?}, expected {clicks}",
         env.ch_u64("SELECT count() FROM clicks").await,
-        env.redis_get(&key).await
+        env.redis_hget(&key, "total").await
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, clicks, "raw rows");
     assert_eq!(env.ch_u64("SELECT uniqExact(event_id) FROM clicks").await, clicks, "distinct event ids");
     assert_eq!(env.ch_u64("SELECT countMerge(clicks) FROM clicks_daily_by_link").await, clicks, "daily view");
-    assert_eq!(env.redis_get(&key).await, Some(clicks), "redis counter");
+    assert_eq!(env.redis_hget(&key, "total").await, Some(clicks), "redis counter");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,7 +42,7 @@ async fn with_redis_stopped_and_started_every_click_is_counted_once() {
 
     follow(&env, &code, 100, BROWSER).await;
     let key = format!("clicks:{{{link_id}}}");
-    assert!(eventually(Duration::from_secs(60), || async { env.redis_get(&key).await == Some(100) }).await);
+    assert!(eventually(Duration::from_secs(60), || async { env.redis_hget(&key, "total").await == Some(100) }).await);
 
     redis.stop();
     // The edge keeps redirecting from its cache while the link index is away.
@@ -73,13 +74,13 @@ async fn with_clickhouse_stopped_for_30_s_consumption_pauses_and_every_click_is_
         eventually(Duration::from_secs(60), || async { env.ch_u64("SELECT count() FROM clicks").await == 100 }).await
     );
     let key = format!("clicks:{{{link_id}}}");
-    assert!(eventually(Duration::from_secs(30), || async { env.redis_get(&key).await == Some(100) }).await);
+    assert!(eventually(Duration::from_secs(30), || async { env.redis_hget(&key, "total").await == Some(100) }).await);
 
     clickhouse.stop();
     follow(&env, &code, 200, BROWSER).await;
     tokio::time::sleep(Duration::from_secs(30)).await;
     // Paused: nothing past the stored data moved on, not even in Redis, and the processor lives.
-    assert_eq!(env.redis_get(&key).await, Some(100), "consumption pauses while ClickHouse is down");
+    assert_eq!(env.redis_hget(&key, "total").await, Some(100), "consumption pauses while ClickHouse is down");
     assert!(
         processor.child.try_wait().unwrap().is_none(),
         "the processor waits for ClickHouse:\n{}",

@@ -35,9 +35,9 @@ async fn two_hundred_redirects_show_up_in_stats_and_in_the_redis_counter() {
     assert!(counted, "stats say {:?}, expected 200 clicks of which 150 human", stats_clicks(&env, &code).await);
     let redis_key = format!("clicks:{{{link_id}}}");
     assert!(
-        eventually(Duration::from_secs(30), || async { env.redis_get(&redis_key).await == Some(200) }).await,
+        eventually(Duration::from_secs(30), || async { env.redis_hget(&redis_key, "total").await == Some(200) }).await,
         "redis counter is {:?}",
-        env.redis_get(&redis_key).await
+        env.redis_hget(&redis_key, "total").await
     );
 
     // The ids the edge answered with are the stored event ids.
@@ -86,16 +86,16 @@ async fn killing_the_processor_mid_stream_loses_and_repeats_no_click() {
     assert!(all_stored, "only {} of 1500 clicks stored", env.ch_u64("SELECT count() FROM clicks").await);
     let redis_key = format!("clicks:{{{link_id}}}");
     assert!(
-        eventually(Duration::from_secs(30), || async { env.redis_get(&redis_key).await == Some(1500) }).await,
+        eventually(Duration::from_secs(30), || async { env.redis_hget(&redis_key, "total").await == Some(1500) }).await,
         "redis says {:?}",
-        env.redis_get(&redis_key).await
+        env.redis_hget(&redis_key, "total").await
     );
     // Settle, then check that nothing arrived twice anywhere.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, 1500, "raw rows");
     assert_eq!(env.ch_u64("SELECT uniqExact(event_id) FROM clicks").await, 1500, "distinct event ids");
     assert_eq!(env.ch_u64("SELECT countMerge(clicks) FROM clicks_daily_by_link").await, 1500, "daily view");
-    assert_eq!(env.redis_get(&redis_key).await, Some(1500), "redis counter");
+    assert_eq!(env.redis_hget(&redis_key, "total").await, Some(1500), "redis counter");
     assert_eq!(stats_clicks(&env, &code).await, Some((1500, 1500)));
 }
 
@@ -112,7 +112,7 @@ async fn a_processor_stopped_with_sigterm_drains_and_exits_cleanly() {
     // Wait until the processor holds the clicks (its consumed counter), then stop it.
     let metrics = format!("http://127.0.0.1:{}/metrics", env.metrics_port);
     let consumed = eventually(Duration::from_secs(60), || async {
-        let text = reqwest::get(&metrics).await.map(|r| r).ok();
+        let text = reqwest::get(&metrics).await.ok();
         match text {
             Some(r) => r
                 .text()
@@ -237,7 +237,7 @@ async fn a_click_that_arrives_twice_close_together_is_stored_once() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, 3);
     assert_eq!(env.ch_u64("SELECT uniqExact(event_id) FROM clicks").await, 3);
-    assert_eq!(env.redis_get("clicks:{77}").await, Some(3));
+    assert_eq!(env.redis_hget("clicks:{77}", "total").await, Some(3));
 }
 
 #[test]
@@ -318,4 +318,122 @@ async fn an_undecodable_message_goes_to_the_dead_letter_topic_and_the_stream_goe
     assert!(header("runnel.source.offset").is_some_and(|o| o.parse::<i64>().is_ok()));
     assert_eq!(header("runnel.source.line").as_deref(), Some("2"));
     assert!(header("runnel.reason").is_some_and(|r| r.contains("line 2")), "{:?}", header("runnel.reason"));
+}
+
+/// A MaxMind-format database placing 127.0.0.0/24 (the tests' clients, truncated) in Auckland.
+fn geoip_database(env: &TestEnv) -> std::path::PathBuf {
+    use maxminddb_writer::Database;
+    use maxminddb_writer::paths::IpAddrWithMask;
+    let mut db = Database::default();
+    db.metadata.database_type = "GeoIP2-City".into();
+    db.metadata.binary_format_major_version = 2;
+    let auckland = db
+        .insert_value(serde_json::json!({
+            "country": {"iso_code": "NZ", "names": {"en": "New Zealand"}},
+            "city": {"names": {"en": "Auckland"}}
+        }))
+        .unwrap();
+    db.insert_node("127.0.0.0/24".parse::<IpAddrWithMask>().unwrap(), auckland);
+    let path = env.logs.join("geo.mmdb");
+    db.write_to(std::fs::File::create(&path).unwrap()).unwrap();
+    path
+}
+
+#[derive(Debug, PartialEq, serde::Deserialize, clickhouse::Row)]
+struct Enriched {
+    method: String,
+    country: String,
+    city: String,
+    browser: String,
+    os: String,
+    device: String,
+    referrer_host: String,
+    channel: String,
+    utm_source: String,
+    utm_medium: String,
+    utm_campaign: String,
+    ip: String,
+    is_bot: u8,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clicks_are_stored_enriched_and_counted_per_kind_of_visitor() {
+    let mut env = TestEnv::new("enrich");
+    env.set("RUNNEL_GEOIP_DB", geoip_database(&env).display().to_string());
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let _processor = env.spawn_processor();
+    let link = common::create_link_with(
+        &env,
+        serde_json::json!({"url": "https://shop.example/p", "utm": {"campaign": "spring", "source": "link"}}),
+    )
+    .await;
+    let (code, link_id) = (link["code"].as_str().unwrap(), link["link_id"].as_u64().unwrap());
+    const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
+    let client = http();
+    for _ in 0..2 {
+        let response = client
+            .get(format!("{}/{code}?utm_source=twitter&utm_medium=social", env.edge_url()))
+            .header("user-agent", IPHONE)
+            .header("referer", "https://t.co/abc")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 302);
+    }
+    let response = client
+        .head(format!("{}/{code}", env.edge_url()))
+        .header("user-agent", BROWSER)
+        .header("referer", "https://www.google.com/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+
+    assert!(
+        eventually(Duration::from_secs(60), || async { env.ch_u64("SELECT count() FROM clicks").await == 3 }).await
+    );
+    let rows =
+        env.clickhouse().query("SELECT ?fields FROM clicks ORDER BY method").fetch_all::<Enriched>().await.unwrap();
+    let human = Enriched {
+        method: "GET".into(),
+        country: "NZ".into(),
+        city: "Auckland".into(),
+        browser: "Safari".into(),
+        os: "iPhone".into(),
+        device: "mobile".into(),
+        referrer_host: "t.co".into(),
+        channel: "social".into(),
+        utm_source: "twitter".into(),
+        utm_medium: "social".into(),
+        utm_campaign: "spring".into(),
+        ip: String::new(),
+        is_bot: 0,
+    };
+    assert_eq!(rows[0], human, "the request's utm_source wins over the link's; the link's campaign fills in");
+    assert_eq!(rows[1], human);
+    let head = &rows[2];
+    assert_eq!((head.method.as_str(), head.is_bot, head.device.as_str()), ("HEAD", 1, "bot"));
+    assert_eq!((head.referrer_host.as_str(), head.channel.as_str()), ("google.com", "search"));
+    assert_eq!((head.utm_source.as_str(), head.utm_campaign.as_str()), ("link", "spring"), "the link's UTM");
+
+    let key = format!("clicks:{{{link_id}}}");
+    assert!(eventually(Duration::from_secs(30), || async { env.redis_hget(&key, "total").await == Some(3) }).await);
+    assert_eq!((env.redis_hget(&key, "human").await, env.redis_hget(&key, "bot").await), (Some(2), Some(1)));
+    let day =
+        sinks::redis::day_of(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs());
+    let mut redis = env.redis().await;
+    let visitors: u64 = redis::cmd("PFCOUNT")
+        .arg(format!("{}visitors:{{{link_id}}}:{day}", env.redis_prefix()))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(visitors, 1, "one human visitor, twice");
+    let top: Option<u64> = redis::cmd("ZSCORE")
+        .arg(format!("{}top:{{{day}}}", env.redis_prefix()))
+        .arg(link_id)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(top, Some(2), "top links count human clicks");
 }

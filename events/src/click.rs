@@ -2,6 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Utm;
+
+/// Longest query string a click event carries; longer ones are cut at a character boundary.
+pub const MAX_QUERY_BYTES: usize = 2048;
+
 /// One redirect served by an edge, as produced to the clicks topic (key: link id).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClickEvent {
@@ -32,6 +37,13 @@ pub struct ClickEvent {
     /// Two-letter country from the edge's CDN header, empty when unknown.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub country: String,
+    /// The request's query string (without `?`), at most [`MAX_QUERY_BYTES`]; its `utm_*`
+    /// parameters are the click's own campaign fields.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub q: String,
+    /// The link's UTM parameters at the time of the click, when it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utm: Option<Utm>,
 }
 
 /// A click event borrowing its text from the request, for encoding on the redirect path
@@ -62,6 +74,24 @@ pub struct ClickRef<'a> {
     /// Two-letter country or empty.
     #[serde(skip_serializing_if = "str::is_empty")]
     pub country: &'a str,
+    /// The request's query string, at most [`MAX_QUERY_BYTES`].
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub q: &'a str,
+    /// The link's UTM parameters, when it has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub utm: Option<&'a Utm>,
+}
+
+/// `query` cut to at most [`MAX_QUERY_BYTES`] at a character boundary.
+pub fn capped_query(query: &str) -> &str {
+    if query.len() <= MAX_QUERY_BYTES {
+        return query;
+    }
+    let mut end = MAX_QUERY_BYTES;
+    while !query.is_char_boundary(end) {
+        end -= 1;
+    }
+    &query[..end]
 }
 
 impl ClickRef<'_> {
@@ -90,6 +120,8 @@ mod tests {
             lang: "l",
             ip: "1.2.3.0",
             country: "",
+            q: "utm_source=x&a=1",
+            utm: Some(&Utm { campaign: Some("spring".into()), ..Utm::default() }),
         };
         let mut line = Vec::new();
         r.encode_line(&mut line);
@@ -98,5 +130,15 @@ mod tests {
         crate::encode_ndjson(&mut again, [&owned]);
         assert_eq!(line, again);
         assert_eq!(owned.ua, "u\"a");
+        assert_eq!(owned.utm.unwrap().campaign.as_deref(), Some("spring"));
+    }
+
+    #[test]
+    fn long_queries_are_cut_at_a_character_boundary() {
+        assert_eq!(capped_query("a=1"), "a=1");
+        let long = "é".repeat(MAX_QUERY_BYTES);
+        let cut = capped_query(&long);
+        assert!(cut.len() <= MAX_QUERY_BYTES && cut.len() >= MAX_QUERY_BYTES - 1);
+        assert!(cut.chars().all(|c| c == 'é'));
     }
 }

@@ -49,6 +49,8 @@ mod tests {
             lang: "en".into(),
             ip: "192.0.2.0".into(),
             country: String::new(),
+            q: String::new(),
+            utm: None,
         }
     }
 

@@ -12,7 +12,7 @@ pub mod kafka;
 mod link;
 mod order;
 
-pub use click::{ClickEvent, ClickRef};
+pub use click::{ClickEvent, ClickRef, MAX_QUERY_BYTES, capped_query};
 pub use codec::{DecodeError, decode_ndjson, encode_ndjson};
 pub use id::{EPOCH_MS, EventIdGenerator, event_id_millis};
 pub use link::{LinkEvent, LinkOp, Utm};

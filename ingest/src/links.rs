@@ -334,14 +334,10 @@ pub(crate) async fn list_links(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", "limit must be between 1 and 1000"));
     }
-    if let Some(cursor) = &query.cursor {
-        if cursor.len() > 200 || !cursor.contains(':') {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_parameter",
-                "cursor is not one this API returned",
-            ));
-        }
+    if let Some(cursor) = &query.cursor
+        && (cursor.len() > 200 || !cursor.contains(':'))
+    {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", "cursor is not one this API returned"));
     }
     let page = state
         .links

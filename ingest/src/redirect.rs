@@ -91,6 +91,8 @@ pub(crate) async fn redirect(
             lang: text(header::ACCEPT_LANGUAGE),
             ip: &ip,
             country: &country,
+            q: events::capped_query(query.as_deref().unwrap_or("")),
+            utm: (!link.utm.is_empty()).then_some(&link.utm),
         });
     }
 

@@ -1,16 +1,24 @@
-//! A batch of click rows across partitions, with the offset range of every partition in it.
-//! Each sink takes from it only what lies above that sink's fence.
+//! A batch of rows across partitions, with the offset range of every partition in it. Each
+//! sink takes from it only what lies above that sink's fence.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use sinks::Fences;
-use sinks::clickhouse::ClickRow;
+
+/// A row that knows where it came from.
+pub(crate) trait Stored {
+    /// Kafka partition of the message that carried the event.
+    fn partition(&self) -> i32;
+    /// Kafka offset of that message.
+    fn offset(&self) -> i64;
+    /// The event's id, for dropping repeats.
+    fn event_key(&self) -> u64;
+}
 
 /// Rows waiting to be stored.
-#[derive(Default)]
-pub(crate) struct Batch {
-    rows: Vec<ClickRow>,
+pub(crate) struct Batch<R> {
+    rows: Vec<R>,
     /// First and last message offset per partition (messages without rows count too).
     ranges: BTreeMap<i32, (i64, i64)>,
     started: Option<Instant>,
@@ -18,7 +26,13 @@ pub(crate) struct Batch {
     bytes: usize,
 }
 
-impl Batch {
+impl<R> Default for Batch<R> {
+    fn default() -> Self {
+        Self { rows: Vec::new(), ranges: BTreeMap::new(), started: None, bytes: 0 }
+    }
+}
+
+impl<R: Stored> Batch<R> {
     /// Records that the message at `offset` of `partition` is part of this batch.
     pub(crate) fn add_message(&mut self, partition: i32, offset: i64, bytes: usize) {
         self.started.get_or_insert_with(Instant::now);
@@ -26,7 +40,7 @@ impl Batch {
         self.ranges.entry(partition).and_modify(|r| r.1 = r.1.max(offset)).or_insert((offset, offset));
     }
 
-    pub(crate) fn add_row(&mut self, row: ClickRow) {
+    pub(crate) fn add_row(&mut self, row: R) {
         self.rows.push(row);
     }
 
@@ -52,37 +66,30 @@ impl Batch {
     /// from the committed offset.
     /// Returns the event ids of the rows it dropped.
     pub(crate) fn drop_partitions(&mut self, partitions: &[i32]) -> Vec<u64> {
-        let (dropped, kept): (Vec<ClickRow>, Vec<ClickRow>) =
-            std::mem::take(&mut self.rows).into_iter().partition(|r| partitions.contains(&r.kafka_partition));
+        let (dropped, kept): (Vec<R>, Vec<R>) =
+            std::mem::take(&mut self.rows).into_iter().partition(|r| partitions.contains(&r.partition()));
         self.rows = kept;
         self.ranges.retain(|p, _| !partitions.contains(p));
         if self.ranges.is_empty() {
             self.started = None;
             self.bytes = 0;
         }
-        dropped.into_iter().map(|r| r.event_id).collect()
+        dropped.into_iter().map(|r| r.event_key()).collect()
     }
 
     /// Rows above `fences` (a partition without a fence has stored nothing).
-    pub(crate) fn rows_above<'a>(&'a self, fences: &'a Fences) -> impl Iterator<Item = &'a ClickRow> + 'a {
-        self.rows.iter().filter(move |r| fences.get(&r.kafka_partition).is_none_or(|f| r.kafka_offset > *f))
+    pub(crate) fn rows_above<'a>(&'a self, fences: &'a Fences) -> impl Iterator<Item = &'a R> + 'a {
+        self.rows.iter().filter(move |r| fences.get(&r.partition()).is_none_or(|f| r.offset() > *f))
     }
 
-    /// Per partition with messages above `fence`: the offset range still to apply and the click
-    /// count per link in it.
-    pub(crate) fn increments_above(&self, partition: i32, fence: Option<i64>) -> Option<(i64, i64, Vec<(u64, u64)>)> {
-        let (first, last) = *self.ranges.get(&partition)?;
-        let floor = fence.unwrap_or(-1);
-        if last <= floor {
-            return None;
-        }
-        let mut counts: HashMap<u64, u64> = HashMap::new();
-        for row in self.rows.iter().filter(|r| r.kafka_partition == partition && r.kafka_offset > floor) {
-            *counts.entry(row.link_id).or_default() += 1;
-        }
-        let mut counts: Vec<(u64, u64)> = counts.into_iter().collect();
-        counts.sort_unstable();
-        Some((first.max(floor + 1), last, counts))
+    /// The rows of `partition` above offset `floor`.
+    pub(crate) fn rows_in(&self, partition: i32, floor: i64) -> impl Iterator<Item = &R> + '_ {
+        self.rows.iter().filter(move |r| r.partition() == partition && r.offset() > floor)
+    }
+
+    /// The first and last message offset of `partition` in the batch.
+    pub(crate) fn range(&self, partition: i32) -> Option<(i64, i64)> {
+        self.ranges.get(&partition).copied()
     }
 
     pub(crate) fn partitions(&self) -> Vec<i32> {
@@ -107,30 +114,26 @@ impl Batch {
 mod tests {
     use super::*;
 
-    fn row(partition: i32, offset: i64, link_id: u64) -> ClickRow {
-        ClickRow {
-            event_id: offset as u64,
-            ts: 0,
-            link_id,
-            code: String::new(),
-            method: "GET".into(),
-            user_agent: String::new(),
-            referrer: String::new(),
-            accept_language: String::new(),
-            ip: String::new(),
-            country: String::new(),
-            visitor_id: 0,
-            is_bot: 0,
-            kafka_partition: partition,
-            kafka_offset: offset,
+    /// (partition, offset, event id)
+    struct Row(i32, i64, u64);
+
+    impl Stored for Row {
+        fn partition(&self) -> i32 {
+            self.0
+        }
+        fn offset(&self) -> i64 {
+            self.1
+        }
+        fn event_key(&self) -> u64 {
+            self.2
         }
     }
 
-    fn batch(rows: &[(i32, i64, u64)]) -> Batch {
+    fn batch(rows: &[(i32, i64, u64)]) -> Batch<Row> {
         let mut b = Batch::default();
-        for &(p, o, l) in rows {
+        for &(p, o, id) in rows {
             b.add_message(p, o, 100);
-            b.add_row(row(p, o, l));
+            b.add_row(Row(p, o, id));
         }
         b
     }
@@ -139,21 +142,16 @@ mod tests {
     fn a_sink_gets_only_the_rows_above_its_fence() {
         let b = batch(&[(0, 10, 1), (0, 11, 1), (0, 12, 2), (1, 5, 3)]);
         let fences = Fences::from([(0, 11)]);
-        let offsets: Vec<(i32, i64)> = b.rows_above(&fences).map(|r| (r.kafka_partition, r.kafka_offset)).collect();
+        let offsets: Vec<(i32, i64)> = b.rows_above(&fences).map(|r| (r.0, r.1)).collect();
         assert_eq!(offsets, vec![(0, 12), (1, 5)]);
-    }
-
-    #[test]
-    fn increments_start_after_a_fence_inside_the_batch() {
-        let b = batch(&[(0, 10, 1), (0, 11, 1), (0, 12, 2), (0, 13, 1)]);
-        assert_eq!(b.increments_above(0, None), Some((10, 13, vec![(1, 3), (2, 1)])));
-        assert_eq!(b.increments_above(0, Some(11)), Some((12, 13, vec![(1, 1), (2, 1)])));
-        assert_eq!(b.increments_above(0, Some(13)), None);
+        let in_zero: Vec<i64> = b.rows_in(0, 10).map(|r| r.1).collect();
+        assert_eq!(in_zero, vec![11, 12]);
+        assert_eq!((b.range(0), b.range(1), b.range(2)), (Some((10, 12)), Some((5, 5)), None));
     }
 
     #[test]
     fn revoked_partitions_leave_the_batch_and_commits_point_past_the_last_message() {
-        let mut b = batch(&[(0, 10, 1), (1, 7, 1), (1, 8, 1)]);
+        let mut b = batch(&[(0, 10, 1), (1, 7, 7), (1, 8, 8)]);
         b.add_message(2, 3, 100); // a message that yielded no row still moves the commit
         assert_eq!(b.commit_offsets(), vec![(0, 11), (1, 9), (2, 4)]);
         assert_eq!(b.drop_partitions(&[1]), vec![7, 8], "the dropped rows' event ids");

@@ -1,6 +1,7 @@
 //! The processors' configuration, from `RUNNEL_*` environment variables.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use events::kafka::KafkaConfig;
 use sinks::clickhouse::ClickhouseConfig;
@@ -13,6 +14,8 @@ use crate::ProcessError;
 pub enum Pipeline {
     /// `runnel.clicks` → ClickHouse `clicks` + Redis counters.
     Clicks,
+    /// `runnel.orders` → ClickHouse `orders` + Redis counters.
+    Orders,
     /// `runnel.links` → the Redis link index + ClickHouse `links`.
     Links,
 }
@@ -20,8 +23,8 @@ pub enum Pipeline {
 /// Settings of `runnel process`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ProcessConfig {
-    /// Pipelines to run, comma separated. Available: `clicks`, `links`.
-    #[arg(long, env = "RUNNEL_PIPELINES", default_value = "clicks,links", value_delimiter = ',')]
+    /// Pipelines to run, comma separated. Available: `clicks`, `orders`, `links`.
+    #[arg(long, env = "RUNNEL_PIPELINES", default_value = "clicks,orders,links", value_delimiter = ',')]
     pub pipelines: Vec<String>,
     /// Prefix of consumer group ids: `{prefix}clicks`.
     #[arg(long, env = "RUNNEL_GROUP_PREFIX", default_value = "runnel-")]
@@ -51,6 +54,21 @@ pub struct ProcessConfig {
     /// to `runnel-{host name}`; processors sharing a host need distinct ids.
     #[arg(long, env = "RUNNEL_PROCESSOR_INSTANCE_ID")]
     pub instance_id: Option<String>,
+    /// A MaxMind-format database (GeoLite2/GeoIP2 City or Country) for clicks' country and
+    /// city; without one, the edge's CDN country header is used.
+    #[arg(long, env = "RUNNEL_GEOIP_DB")]
+    pub geoip_db: Option<PathBuf>,
+    /// Secret keying visitor ids (a hash of IP and user agent under a key that changes daily).
+    /// Unset: the first processor stores a random one in Redis and all share it.
+    #[arg(long, env = "RUNNEL_VISITOR_SECRET", hide_env_values = true)]
+    pub visitor_secret: Option<String>,
+    /// Store the client IP (as the edge sent it) in ClickHouse; by default it stays in the
+    /// processor and only the visitor id, country and city are stored.
+    #[arg(long, env = "RUNNEL_PROCESS_STORE_IP", default_value_t = false, action = clap::ArgAction::Set)]
+    pub store_ip: bool,
+    /// Days the per-day Redis counters live after their day ends.
+    #[arg(long, env = "RUNNEL_COUNTER_RETENTION_DAYS", default_value_t = 90)]
+    pub counter_retention_days: u32,
     /// Address of the processors' `/metrics` endpoint.
     #[arg(long, env = "RUNNEL_PROCESS_METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: SocketAddr,
@@ -91,6 +109,20 @@ impl ProcessConfig {
                 reason: "must be at least 1".into(),
             });
         }
+        if self.counter_retention_days == 0 {
+            return Err(ProcessError::Invalid {
+                variable: "RUNNEL_COUNTER_RETENTION_DAYS",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if let Some(path) = &self.geoip_db
+            && !path.is_file()
+        {
+            return Err(ProcessError::Invalid {
+                variable: "RUNNEL_GEOIP_DB",
+                reason: format!("{} is not a readable file", path.display()),
+            });
+        }
         if self.batch_max_age_ms == 0 {
             return Err(ProcessError::Invalid {
                 variable: "RUNNEL_BATCH_MAX_AGE_MS",
@@ -101,11 +133,12 @@ impl ProcessConfig {
         for name in &self.pipelines {
             let pipeline = match name.trim() {
                 "clicks" => Pipeline::Clicks,
+                "orders" => Pipeline::Orders,
                 "links" => Pipeline::Links,
                 other => {
                     return Err(ProcessError::Invalid {
                         variable: "RUNNEL_PIPELINES",
-                        reason: format!("unknown pipeline '{other}' (available: clicks, links)"),
+                        reason: format!("unknown pipeline '{other}' (available: clicks, orders, links)"),
                     });
                 }
             };

@@ -32,13 +32,23 @@ impl DeadLetters {
 
     /// Sends `payload` (the bad line) with `reason`; retries until Kafka acknowledged it, so the
     /// caller's batch (and its commit) never passes a message whose dead letter is not stored.
-    pub(crate) async fn send(&self, source: Source<'_>, key: Option<&[u8]>, payload: &[u8], reason: &str) {
+    /// `kind` is the reason's class for the metric: `undecodable` (not an event at all) or
+    /// `invalid` (an event that breaks a rule).
+    pub(crate) async fn send(
+        &self,
+        source: Source<'_>,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        kind: &'static str,
+        reason: &str,
+    ) {
         tracing::warn!(
             pipeline = source.pipeline,
             partition = source.partition,
             offset = source.offset,
             reason,
-            "undecodable line sent to the dead-letter topic"
+            kind,
+            "line sent to the dead-letter topic"
         );
         let (partition, offset, line) =
             (source.partition.to_string(), source.offset.to_string(), source.line.to_string());
@@ -62,6 +72,6 @@ impl DeadLetters {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(self.max_backoff);
         }
-        counter!(DLQ_TOTAL, "pipeline" => source.pipeline, "reason" => "undecodable").increment(1);
+        counter!(DLQ_TOTAL, "pipeline" => source.pipeline, "reason" => kind).increment(1);
     }
 }

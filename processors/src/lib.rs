@@ -14,14 +14,42 @@ mod enrich;
 mod error;
 mod links;
 mod metrics;
+mod orders;
+mod pipeline;
 mod retry;
 
-pub use clicks::run_clicks;
 pub use config::{Pipeline, ProcessConfig};
 pub use error::ProcessError;
 pub use links::{RebuildReport, rebuild_links, run_links};
 
 use std::future::Future;
+
+use clicks::Clicks;
+use orders::Orders;
+use sha2::Digest;
+use sinks::redis::Counters;
+
+/// The clicks pipeline's enricher: GeoIP database opened, visitor secret agreed.
+async fn enricher(config: &ProcessConfig, counters: &Counters) -> Result<enrich::Enricher, ProcessError> {
+    let geo = match &config.geoip_db {
+        Some(path) => {
+            let reader = enrich::open_geoip(path)
+                .map_err(|e| ProcessError::Invalid { variable: "RUNNEL_GEOIP_DB", reason: e.to_string() })?;
+            tracing::info!(path = %path.display(), "GeoIP database opened");
+            Some(reader)
+        }
+        None => None,
+    };
+    let secret = match &config.visitor_secret {
+        Some(secret) => secret.clone(),
+        None => {
+            let candidate: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+            counters.shared_secret("visitor", &candidate).await?
+        }
+    };
+    let key: [u8; 32] = sha2::Sha256::digest(secret.as_bytes()).into();
+    Ok(enrich::Enricher::new(key, geo, config.store_ip))
+}
 
 /// Runs the configured pipelines side by side until `shutdown` completes, then drains them.
 /// The first pipeline to fail stops the others.
@@ -43,13 +71,32 @@ pub async fn run(
         let _ = stop.send(true);
     });
     let config = &config;
+    let counters = if pipelines.iter().any(|p| matches!(p, Pipeline::Clicks | Pipeline::Orders)) {
+        config.kafka.check_reachable().await?;
+        config.clickhouse.server_version().await?;
+        let counters =
+            Counters::new(config.redis.clone(), config.redis.connect().await?, config.counter_retention_days);
+        counters.load().await?;
+        Some(counters)
+    } else {
+        None
+    };
+    let enricher = match (&counters, pipelines.contains(&Pipeline::Clicks)) {
+        (Some(counters), true) => Some(enricher(config, counters).await?),
+        _ => None,
+    };
+    let mut enricher = enricher;
     let runs = pipelines.into_iter().map(|pipeline| {
         let mut stopped = stopped.clone();
         let shutdown = async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
         let run: std::pin::Pin<Box<dyn Future<Output = Result<(), ProcessError>> + '_>> = match pipeline {
-            Pipeline::Clicks => Box::pin(run_clicks(config, shutdown)),
+            Pipeline::Clicks => {
+                let clicks = Clicks { enricher: enricher.take().expect("made for the clicks pipeline") };
+                Box::pin(pipeline::run(clicks, config, counters.clone().expect("connected"), shutdown))
+            }
+            Pipeline::Orders => Box::pin(pipeline::run(Orders, config, counters.clone().expect("connected"), shutdown)),
             Pipeline::Links => Box::pin(run_links(config, shutdown)),
         };
         run

@@ -69,7 +69,7 @@ pub async fn run_links(config: &ProcessConfig, shutdown: impl Future<Output = ()
                             Ok(link) => batch.push(link),
                             Err(error) => {
                                 let source = Source { pipeline: PIPELINE, topic: &topics.links, partition: message.partition(), offset: message.offset(), line: 1 };
-                                dlq.send(source, message.key(), payload, &error.to_string()).await;
+                                dlq.send(source, message.key(), payload, "undecodable", &error.to_string()).await;
                             }
                         }
                     }
@@ -79,10 +79,10 @@ pub async fn run_links(config: &ProcessConfig, shutdown: impl Future<Output = ()
         }
         if batch.len() >= MAX_BATCH || started.is_some_and(|s| s.elapsed() >= MAX_AGE) {
             store(&index, &clickhouse, &batch, max_backoff).await?;
-            if offsets.count() > 0 {
-                if let Err(error) = consumer.commit(&offsets, CommitMode::Async) {
-                    tracing::warn!(%error, "offset commit failed; versions keep replays harmless");
-                }
+            if offsets.count() > 0
+                && let Err(error) = consumer.commit(&offsets, CommitMode::Async)
+            {
+                tracing::warn!(%error, "offset commit failed; versions keep replays harmless");
             }
             batch.clear();
             offsets = TopicPartitionList::new();
@@ -109,7 +109,7 @@ async fn store(
     }
     counter!(EVENTS_CONSUMED_TOTAL, "pipeline" => PIPELINE).increment(batch.len() as u64);
     let rows: Vec<LinkRow> = batch.iter().map(LinkRow::from).collect();
-    with_backoff(PIPELINE, "clickhouse", max_backoff, || clickhouse.insert_links(&rows)).await?;
+    with_backoff(PIPELINE, "clickhouse", max_backoff, || clickhouse.insert("links", &rows)).await?;
     counter!(ROWS_STORED_TOTAL, "pipeline" => PIPELINE, "sink" => "clickhouse").increment(rows.len() as u64);
     for link in batch {
         if with_backoff(PIPELINE, "redis", max_backoff, || index.put(link)).await? {

@@ -5,7 +5,7 @@
 use rand::Rng;
 use runnel_sinks as sinks;
 use sinks::clickhouse::{ClickRow, ClickhouseConfig, ClickhouseWriter, Migration, Migrator};
-use sinks::redis::{ApplyOutcome, ClickCounters, LinkIndex, RedisConfig};
+use sinks::redis::{ApplyOutcome, Counters, LinkIndex, RedisConfig, day_of};
 
 fn unique(name: &str) -> String {
     format!("{name}_{:08x}", rand::rng().random::<u32>())
@@ -99,6 +99,7 @@ fn row(partition: i32, offset: i64) -> ClickRow {
         is_bot: 0,
         kafka_partition: partition,
         kafka_offset: offset,
+        ..ClickRow::default()
     }
 }
 
@@ -111,9 +112,9 @@ async fn the_clickhouse_fence_follows_every_insert_and_the_daily_view_fills() {
     assert!(writer.fences("clicks").await.unwrap().is_empty());
 
     let first: Vec<ClickRow> = (0..10).map(|o| row(0, o)).chain((0..5).map(|o| row(3, o))).collect();
-    writer.insert_clicks(&first).await.unwrap();
+    writer.insert("clicks", &first).await.unwrap();
     let second: Vec<ClickRow> = (10..12).map(|o| row(0, o)).collect();
-    writer.insert_clicks(&second).await.unwrap();
+    writer.insert("clicks", &second).await.unwrap();
 
     let fences = writer.fences("clicks").await.unwrap();
     assert_eq!(fences.get(&0), Some(&11));
@@ -134,24 +135,106 @@ async fn cleanup(config: &RedisConfig) {
     }
 }
 
+fn outcomes(list: &[(String, ApplyOutcome)]) -> Vec<(&str, ApplyOutcome)> {
+    list.iter().map(|(tag, outcome)| (tag.as_str(), *outcome)).collect()
+}
+
 #[tokio::test]
-async fn redis_counters_apply_a_batch_once_and_only_above_the_fence() {
+async fn redis_counters_apply_each_tag_once_and_only_above_its_fence() {
     let config = redis(&format!("{}:", unique("t")));
-    let counters = ClickCounters::new(config.clone(), config.connect().await.unwrap());
+    let counters = Counters::new(config.clone(), config.connect().await.unwrap(), 90);
+    counters.load().await.unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let day = day_of(now);
 
-    assert_eq!(counters.apply("clicks", 0, 0, 9, &[(1, 7), (2, 3)]).await.unwrap(), ApplyOutcome::Applied);
-    // A replay of the same batch (a processor killed before its commit) changes nothing.
-    assert_eq!(counters.apply("clicks", 0, 0, 9, &[(1, 7), (2, 3)]).await.unwrap(), ApplyOutcome::AlreadyApplied);
-    // A batch that straddles the fence is refused whole, naming the fence.
-    assert_eq!(counters.apply("clicks", 0, 5, 14, &[(1, 10)]).await.unwrap(), ApplyOutcome::Overlap { fence: 9 });
-    assert_eq!(counters.apply("clicks", 0, 10, 14, &[(1, 5)]).await.unwrap(), ApplyOutcome::Applied);
+    let mut first = counters.updates();
+    for visitor in [10, 10, 11, 12, 12, 12, 13] {
+        first.click(1, now, false, visitor);
+    }
+    for _ in 0..3 {
+        first.click(2, now, true, 99);
+    }
+    let applied = counters.apply("clicks", 0, 0, 9, &first).await.unwrap();
+    assert_eq!(
+        outcomes(&applied),
+        [("1", ApplyOutcome::Applied), ("2", ApplyOutcome::Applied), (day.as_str(), ApplyOutcome::Applied)]
+    );
+    // A replay of the same range (a processor killed before its commit) changes nothing.
+    let again = counters.apply("clicks", 0, 0, 9, &first).await.unwrap();
+    assert!(again.iter().all(|(_, o)| *o == ApplyOutcome::AlreadyApplied), "{again:?}");
+    // A range that straddles a tag's fence is refused for that tag, naming the fence; a tag
+    // never applied from this partition takes it.
+    let mut straddling = counters.updates();
+    straddling.click(1, now, false, 20);
+    straddling.click(3, now, false, 30);
+    let got = counters.apply("clicks", 0, 5, 14, &straddling).await.unwrap();
+    assert_eq!(
+        outcomes(&got),
+        [
+            ("1", ApplyOutcome::Overlap { fence: 9 }),
+            (day.as_str(), ApplyOutcome::Overlap { fence: 9 }),
+            ("3", ApplyOutcome::Applied)
+        ]
+    );
+    let mut above = counters.updates();
+    above.click(1, now, false, 20);
+    above.click(3, now, false, 30);
+    let applied = counters.apply("clicks", 0, 10, 14, &above).await.unwrap();
+    assert_eq!(
+        outcomes(&applied),
+        [("1", ApplyOutcome::Applied), (day.as_str(), ApplyOutcome::Applied), ("3", ApplyOutcome::AlreadyApplied)]
+    );
     // Partitions fence apart.
-    assert_eq!(counters.apply("clicks", 1, 0, 0, &[(1, 1)]).await.unwrap(), ApplyOutcome::Applied);
+    let mut other = counters.updates();
+    other.click(1, now, false, 10);
+    other.retain_tag("1");
+    assert_eq!(outcomes(&counters.apply("clicks", 1, 0, 0, &other).await.unwrap()), [("1", ApplyOutcome::Applied)]);
 
-    assert_eq!(counters.clicks(1).await.unwrap(), 13);
+    assert_eq!(counters.clicks(1).await.unwrap(), 9);
+    assert_eq!(counters.hget("clicks:{1}", "human").await.unwrap(), 9);
     assert_eq!(counters.clicks(2).await.unwrap(), 3);
-    let fences = counters.fences("clicks", &[0, 1, 2]).await.unwrap();
-    assert_eq!((fences.get(&0), fences.get(&1), fences.get(&2)), (Some(&14), Some(&0), None));
+    assert_eq!(counters.hget("clicks:{2}", "bot").await.unwrap(), 3);
+    assert_eq!(counters.hget(&format!("clicks:{{2}}:{day}"), "bot").await.unwrap(), 3);
+    let mut conn = config.connect().await.unwrap();
+    let visitors: u64 = redis::cmd("PFCOUNT")
+        .arg(format!("{}visitors:{{1}}:{day}", config.prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(visitors, 5, "10, 11, 12, 13, 20; bots are not visitors");
+    let top: Vec<(String, u64)> = redis::cmd("ZRANGE")
+        .arg(format!("{}top:{{{day}}}", config.prefix))
+        .arg(0)
+        .arg(-1)
+        .arg("REV")
+        .arg("WITHSCORES")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(top, [("1".to_string(), 8), ("3".to_string(), 1)], "each range applied once, humans only");
+    let ttl: i64 =
+        redis::cmd("TTL").arg(format!("{}clicks:{{1}}:{day}", config.prefix)).query_async(&mut conn).await.unwrap();
+    assert!(ttl > 90 * 86_400 && ttl <= 91 * 86_400, "day keys expire 90 days after their day: {ttl}");
+    let ttl: i64 =
+        redis::cmd("TTL").arg(format!("{}clicks:{{1}}", config.prefix)).query_async(&mut conn).await.unwrap();
+    assert_eq!(ttl, -1, "totals do not expire");
+
+    // A restarted Redis forgets scripts: the counters load theirs again by themselves.
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.unwrap();
+    let mut later = counters.updates();
+    later.click(1, now, false, 10);
+    later.retain_tag("1");
+    assert_eq!(outcomes(&counters.apply("clicks", 0, 15, 15, &later).await.unwrap()), [("1", ApplyOutcome::Applied)]);
+    assert_eq!(counters.clicks(1).await.unwrap(), 10);
+    cleanup(&config).await;
+}
+
+#[tokio::test]
+async fn processors_agree_on_one_shared_secret() {
+    let config = redis(&format!("{}:", unique("t")));
+    let counters = Counters::new(config.clone(), config.connect().await.unwrap(), 90);
+    assert_eq!(counters.shared_secret("visitor", "first").await.unwrap(), "first");
+    assert_eq!(counters.shared_secret("visitor", "second").await.unwrap(), "first");
     cleanup(&config).await;
 }
 

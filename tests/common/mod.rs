@@ -203,7 +203,7 @@ impl TestEnv {
     }
 
     pub fn spawn_processor(&self) -> Proc {
-        self.spawn("process", &["process", "--pipelines", "clicks,links"])
+        self.spawn("process", &["process", "--pipelines", "clicks,orders,links"])
     }
 
     /// A setting as this test's processes see it: the test's own value, else `default`.
@@ -226,9 +226,11 @@ impl TestEnv {
             .unwrap()
     }
 
-    pub async fn redis_get(&self, key: &str) -> Option<u64> {
-        redis::cmd("GET")
+    /// A field of a hash under this test's prefix (`clicks:{42}` `total`, say).
+    pub async fn redis_hget(&self, key: &str, field: &str) -> Option<u64> {
+        redis::cmd("HGET")
             .arg(format!("{}{key}", self.redis_prefix()))
+            .arg(field)
             .query_async(&mut self.redis().await)
             .await
             .unwrap()

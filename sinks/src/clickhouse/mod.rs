@@ -12,4 +12,4 @@ mod writer;
 pub use config::ClickhouseConfig;
 pub use migrate::{Migration, MigrationPlan, Migrator};
 pub use stats::{DailyStats, daily_stats};
-pub use writer::{ClickRow, ClickhouseWriter, LinkRow};
+pub use writer::{ClickRow, ClickhouseWriter, LinkRow, OrderRow};

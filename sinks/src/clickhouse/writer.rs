@@ -8,7 +8,7 @@ use super::ClickhouseConfig;
 use crate::{Fences, SinkError};
 
 /// One row of the `clicks` table.
-#[derive(Clone, Debug, Row, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Row, Serialize, PartialEq, Eq)]
 pub struct ClickRow {
     /// Event id from the edge.
     pub event_id: u64,
@@ -30,6 +30,28 @@ pub struct ClickRow {
     pub ip: String,
     /// Two-letter country, empty when unknown.
     pub country: String,
+    /// City (English name) from the GeoIP database, empty when unknown.
+    pub city: String,
+    /// Browser family (`Chrome`, `Safari`, …; `UNKNOWN` when not recognised).
+    pub browser: String,
+    /// Operating system (`Windows 10`, `iPhone`, `Android`, …).
+    pub os: String,
+    /// `desktop`, `mobile`, `tablet`, `bot` or `other`.
+    pub device: String,
+    /// The referrer's host without `www.`, empty for none.
+    pub referrer_host: String,
+    /// `direct`, `search`, `social`, `email` or `other`.
+    pub channel: String,
+    /// Campaign fields: the request's `utm_*` parameters, else the link's.
+    pub utm_source: String,
+    /// `utm_medium`.
+    pub utm_medium: String,
+    /// `utm_campaign`.
+    pub utm_campaign: String,
+    /// `utm_term`.
+    pub utm_term: String,
+    /// `utm_content`.
+    pub utm_content: String,
     /// Keyed hash identifying a visitor.
     pub visitor_id: u64,
     /// 1 for crawlers, previews and HEAD requests.
@@ -104,7 +126,56 @@ impl From<&events::LinkEvent> for LinkRow {
     }
 }
 
-/// Writes click rows into one database.
+/// One row of the `orders` table: one order event.
+#[derive(Clone, Debug, Row, Serialize, PartialEq, Eq)]
+pub struct OrderRow {
+    /// The client's idempotency key.
+    pub event_id: String,
+    /// When it happened (the event's `time`), seconds since the Unix epoch.
+    pub ts: u32,
+    /// When the edge accepted it, seconds since the Unix epoch.
+    pub received: u32,
+    /// The order's id.
+    pub order_id: String,
+    /// The order's human-facing code.
+    pub order_code: String,
+    /// The customer's id.
+    pub customer_id: String,
+    /// `created`, `paid`, `shipped`, `delivered`, `cancelled` or `refunded`.
+    pub status: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Sum of the lines, minor units.
+    pub subtotal: i64,
+    /// Tax, minor units.
+    pub tax: i64,
+    /// Shipping, minor units.
+    pub shipping: i64,
+    /// Discount, minor units.
+    pub discount: i64,
+    /// What the customer pays, minor units.
+    pub total: i64,
+    /// Sales channel.
+    pub channel: String,
+    /// The attributed click's event id, 0 for none.
+    pub click_id: u64,
+    /// The attributed link's code, empty for none.
+    pub link_code: String,
+    /// Product id of each line.
+    pub item_product_id: Vec<String>,
+    /// SKU of each line.
+    pub item_sku: Vec<String>,
+    /// Units of each line.
+    pub item_quantity: Vec<u32>,
+    /// Unit price of each line, minor units.
+    pub item_unit_price: Vec<i64>,
+    /// Kafka partition the event came from.
+    pub kafka_partition: i32,
+    /// Kafka offset of the message that carried it.
+    pub kafka_offset: i64,
+}
+
+/// Writes rows into one database.
 #[derive(Clone)]
 pub struct ClickhouseWriter {
     config: ClickhouseConfig,
@@ -124,18 +195,13 @@ impl ClickhouseWriter {
         Self { config, client }
     }
 
-    /// Inserts `rows` in one INSERT (one part, and one fence update through the view).
-    pub async fn insert_clicks<'a>(&self, rows: impl IntoIterator<Item = &'a ClickRow>) -> Result<(), SinkError> {
-        let mut insert = self.client.insert::<ClickRow>("clicks").await.map_err(|e| self.config.error(e))?;
-        for row in rows {
-            insert.write(row).await.map_err(|e| self.config.error(e))?;
-        }
-        insert.end().await.map_err(|e| self.config.error(e))
-    }
-
-    /// Inserts link versions into the `links` dimension in one INSERT.
-    pub async fn insert_links<'a>(&self, rows: impl IntoIterator<Item = &'a LinkRow>) -> Result<(), SinkError> {
-        let mut insert = self.client.insert::<LinkRow>("links").await.map_err(|e| self.config.error(e))?;
+    /// Inserts `rows` into `table` in one INSERT: one part, and one fence update through the
+    /// table's offsets view, so rows and fence are stored together or not at all.
+    pub async fn insert<'a, R>(&self, table: &str, rows: impl IntoIterator<Item = &'a R>) -> Result<(), SinkError>
+    where
+        R: clickhouse::RowOwned + clickhouse::RowWrite + Serialize + 'a,
+    {
+        let mut insert = self.client.insert::<R>(table).await.map_err(|e| self.config.error(e))?;
         for row in rows {
             insert.write(row).await.map_err(|e| self.config.error(e))?;
         }

@@ -1,106 +1,353 @@
-//! Click counters with an offset fence: one Lua script applies a partition's increments and
-//! advances that partition's fence together, and skips a batch it has already applied.
+//! Live counters in Redis, exactly once through offset fences that live beside the counters.
+//!
+//! Keys are hash-tagged so a Redis Cluster can spread them: a link's keys by the link id
+//! (`clicks:{42}`, `clicks:{42}:2026-11-22`, `visitors:{42}:2026-11-22`), the day-wide keys by
+//! the day (`top:{2026-11-22}`, `orders:{2026-11-22}`, `items:{2026-11-22}`). Every tag has its
+//! own fence hash in its own slot (`fence:{42}`, field `{source}:{partition}`), and one Lua
+//! script per tag applies a batch's updates and moves that fence together, so the script only
+//! touches keys of one slot and a batch is applied once per tag, whatever crashes in between.
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `clicks:{link}` | hash | `total`, `human`, `bot` clicks ever |
+//! | `clicks:{link}:{day}` | hash | `human`, `bot` clicks of the day |
+//! | `visitors:{link}:{day}` | HyperLogLog | unique human visitors of the day |
+//! | `top:{day}` | sorted set | link id → human clicks of the day |
+//! | `orders:{day}` | hash | `count:{status}`, `revenue:{status}:{currency}` (minor units) |
+//! | `items:{day}` | hash | product id → units sold (order events with status `paid`) |
+//!
+//! Day keys expire `retention` days after their day ends.
 
-use redis::Script;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
 use redis::aio::ConnectionManager;
 
 use super::RedisConfig;
-use crate::{Fences, SinkError};
+use crate::SinkError;
 
-/// KEYS[1] the fence, KEYS[2..] counters; ARGV[1] first offset, ARGV[2] last offset,
-/// ARGV[3..] increments for KEYS[2..]. Returns {status, fence}: 1 applied, 0 already applied,
-/// -1 the fence lies inside the batch (the caller drops what is stored and calls again).
+/// KEYS[1] the tag's fence hash, KEYS[2..] its counters; ARGV[1] fence field, ARGV[2] first
+/// offset, ARGV[3] last offset, then operations of four arguments each: code, key index, a, b.
+/// Returns {status, fence}: 1 applied, 0 already applied, -1 the fence lies inside the range
+/// (nothing changed; the caller applies only what lies above the fence).
 const APPLY: &str = r"
-local fence = tonumber(redis.call('GET', KEYS[1]) or '-1')
-local first, last = tonumber(ARGV[1]), tonumber(ARGV[2])
+local fence = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+local first, last = tonumber(ARGV[2]), tonumber(ARGV[3])
 if fence >= last then return {0, fence} end
 if fence >= first then return {-1, fence} end
-for i = 2, #KEYS do redis.call('INCRBY', KEYS[i], ARGV[i + 1]) end
-redis.call('SET', KEYS[1], ARGV[2])
+for i = 4, #ARGV, 4 do
+  local op, key, a, b = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]
+  if op == 'h' then redis.call('HINCRBY', key, a, b)
+  elseif op == 'z' then redis.call('ZINCRBY', key, b, a)
+  elseif op == 'p' then redis.call('PFADD', key, a)
+  elseif op == 'x' then redis.call('EXPIREAT', key, a)
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return {1, last}
 ";
 
-/// What [`ClickCounters::apply`] did.
+/// What applying one tag's updates did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApplyOutcome {
-    /// Counted; the fence is now the batch's last offset.
+    /// Applied; the tag's fence is now the range's last offset.
     Applied,
-    /// The fence was already at or past the batch: nothing changed.
+    /// The fence was already at or past the range: nothing changed.
     AlreadyApplied,
-    /// The fence lies inside the batch: nothing changed; only offsets above it may be applied.
+    /// The fence lies inside the range: nothing changed; only offsets above it may be applied.
     Overlap { fence: i64 },
 }
 
-/// The per-link click counters.
-#[derive(Clone)]
-pub struct ClickCounters {
-    config: RedisConfig,
-    conn: ConnectionManager,
-    script: Script,
+/// The updates of one hash tag, summed.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TagUpdates {
+    /// Hash increments by (key, field).
+    hincr: BTreeMap<(String, String), i64>,
+    /// Sorted-set increments by (key, member).
+    zincr: BTreeMap<(String, String), i64>,
+    /// HyperLogLog members by key.
+    pfadd: BTreeMap<String, HashSet<u64>>,
+    /// Expiry (Unix seconds) by key.
+    expire_at: BTreeMap<String, u64>,
 }
 
-impl ClickCounters {
-    /// Counters over an open connection.
-    pub fn new(config: RedisConfig, conn: ConnectionManager) -> Self {
-        Self { config, conn, script: Script::new(APPLY) }
+/// A batch's counter updates, grouped by hash tag.
+#[derive(Debug, Default)]
+pub struct CounterUpdates {
+    prefix: String,
+    retention_secs: u64,
+    tags: BTreeMap<String, TagUpdates>,
+}
+
+/// `YYYY-MM-DD` (UTC) of a Unix time in seconds.
+pub fn day_of(unix_secs: u64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_secs);
+    humantime::format_rfc3339_seconds(time).to_string()[..10].to_string()
+}
+
+impl CounterUpdates {
+    fn tag(&mut self, tag: String) -> &mut TagUpdates {
+        self.tags.entry(tag).or_default()
     }
 
-    fn fence_key(&self, source: &str, partition: i32) -> String {
-        self.config.key(format_args!("fence:{source}:{partition}"))
+    fn day_key(&mut self, tag: &str, key: &str, unix_secs: u64) {
+        let expire_at = (unix_secs / 86_400 + 1) * 86_400 + self.retention_secs;
+        self.tag(tag.to_string()).expire_at.insert(key.to_string(), expire_at);
     }
 
-    /// `clicks:{link_id}`: every click of the link.
-    pub fn clicks_key(&self, link_id: u64) -> String {
-        self.config.key(format_args!("clicks:{{{link_id}}}"))
+    /// One click of `link_id` at `unix_secs`.
+    pub fn click(&mut self, link_id: u64, unix_secs: u64, bot: bool, visitor_id: u64) {
+        let day = day_of(unix_secs);
+        let p = &self.prefix;
+        let (total, daily, visitors, top) = (
+            format!("{p}clicks:{{{link_id}}}"),
+            format!("{p}clicks:{{{link_id}}}:{day}"),
+            format!("{p}visitors:{{{link_id}}}:{day}"),
+            format!("{p}top:{{{day}}}"),
+        );
+        let kind = if bot { "bot" } else { "human" };
+        let link_tag = link_id.to_string();
+        let link = self.tag(link_tag.clone());
+        *link.hincr.entry((total.clone(), "total".into())).or_default() += 1;
+        *link.hincr.entry((total, kind.into())).or_default() += 1;
+        *link.hincr.entry((daily.clone(), kind.into())).or_default() += 1;
+        if !bot {
+            link.pfadd.entry(visitors.clone()).or_default().insert(visitor_id);
+        }
+        self.day_key(&link_tag, &daily, unix_secs);
+        if !bot {
+            self.day_key(&link_tag, &visitors, unix_secs);
+            *self.tag(day.clone()).zincr.entry((top.clone(), link_id.to_string())).or_default() += 1;
+            self.day_key(&day, &top, unix_secs);
+        }
     }
 
-    /// Adds `increments` (link id, clicks) from offsets `first..=last` of one partition, once.
+    /// One order event at `unix_secs`: counted and its total added by status and currency;
+    /// units per product counted when the status is `paid`.
+    pub fn order(&mut self, unix_secs: u64, status: &str, currency: &str, total: i64, items: &[(&str, u32)]) {
+        let day = day_of(unix_secs);
+        let (orders, units) = (format!("{}orders:{{{day}}}", self.prefix), format!("{}items:{{{day}}}", self.prefix));
+        let tag = self.tag(day.clone());
+        *tag.hincr.entry((orders.clone(), format!("count:{status}"))).or_default() += 1;
+        *tag.hincr.entry((orders.clone(), format!("revenue:{status}:{currency}"))).or_default() += total;
+        if status == "paid" {
+            for (product, quantity) in items {
+                *tag.hincr.entry((units.clone(), (*product).to_string())).or_default() += i64::from(*quantity);
+            }
+            self.day_key(&day, &units, unix_secs);
+        }
+        self.day_key(&day, &orders, unix_secs);
+    }
+
+    /// The hash tags touched.
+    pub fn tags(&self) -> impl Iterator<Item = &str> {
+        self.tags.keys().map(String::as_str)
+    }
+
+    /// Whether nothing is to be applied.
+    pub fn is_empty(&self) -> bool {
+        self.tags.is_empty()
+    }
+
+    /// Keeps only the updates of `tag`.
+    pub fn retain_tag(&mut self, tag: &str) {
+        self.tags.retain(|t, _| t == tag);
+    }
+}
+
+/// The counters of one deployment (one key prefix).
+#[derive(Clone)]
+pub struct Counters {
+    config: RedisConfig,
+    conn: ConnectionManager,
+    retention_days: u32,
+    script: redis::Script,
+}
+
+/// Scripts sent in one round trip.
+const PIPELINE_DEPTH: usize = 512;
+
+impl Counters {
+    /// Counters over an open connection; day keys live `retention_days` after their day.
+    pub fn new(config: RedisConfig, conn: ConnectionManager, retention_days: u32) -> Self {
+        Self { config, conn, retention_days, script: redis::Script::new(APPLY) }
+    }
+
+    /// An empty set of updates for this deployment's keys.
+    pub fn updates(&self) -> CounterUpdates {
+        CounterUpdates {
+            prefix: self.config.prefix.clone(),
+            retention_secs: u64::from(self.retention_days) * 86_400,
+            tags: BTreeMap::new(),
+        }
+    }
+
+    fn invocation(&self, field: &str, first: i64, last: i64, tag: &str, updates: &TagUpdates) -> redis::Cmd {
+        // KEYS[1] is the fence; each counter key is named once and referred to by index.
+        let mut owned_keys: Vec<String> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut key_of = |key: &str, keys: &mut Vec<String>| -> usize {
+            if let Some(i) = index.get(key) {
+                return *i;
+            }
+            keys.push(key.to_string());
+            let i = keys.len() + 1;
+            index.insert(key.to_string(), i);
+            i
+        };
+        let mut args: Vec<String> = vec![field.to_string(), first.to_string(), last.to_string()];
+        for ((key, f), by) in &updates.hincr {
+            let k = key_of(key, &mut owned_keys);
+            args.extend(["h".into(), k.to_string(), f.clone(), by.to_string()]);
+        }
+        for ((key, member), by) in &updates.zincr {
+            let k = key_of(key, &mut owned_keys);
+            args.extend(["z".into(), k.to_string(), member.clone(), by.to_string()]);
+        }
+        for (key, members) in &updates.pfadd {
+            let k = key_of(key, &mut owned_keys);
+            for m in members {
+                args.extend(["p".into(), k.to_string(), m.to_string(), String::new()]);
+            }
+        }
+        for (key, at) in &updates.expire_at {
+            let k = key_of(key, &mut owned_keys);
+            args.extend(["x".into(), k.to_string(), at.to_string(), String::new()]);
+        }
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.script.get_hash()).arg(owned_keys.len() + 1).arg(self.fence_key(tag)).arg(&owned_keys).arg(&args);
+        cmd
+    }
+
+    fn fence_key(&self, tag: &str) -> String {
+        self.config.key(format_args!("fence:{{{tag}}}"))
+    }
+
+    /// Applies `updates` from offsets `first..=last` of `source`'s `partition`, once per tag.
+    /// Returns each tag's outcome.
     pub async fn apply(
         &self,
         source: &str,
         partition: i32,
         first: i64,
         last: i64,
-        increments: &[(u64, u64)],
-    ) -> Result<ApplyOutcome, SinkError> {
-        let mut invocation = self.script.key(self.fence_key(source, partition));
-        invocation.arg(first).arg(last);
-        for (link_id, _) in increments {
-            invocation.key(self.clicks_key(*link_id));
+        updates: &CounterUpdates,
+    ) -> Result<Vec<(String, ApplyOutcome)>, SinkError> {
+        let field = format!("{source}:{partition}");
+        let tags: Vec<(&String, &TagUpdates)> = updates.tags.iter().collect();
+        let mut outcomes = Vec::with_capacity(tags.len());
+        for chunk in tags.chunks(PIPELINE_DEPTH) {
+            let mut pipe = redis::pipe();
+            for (tag, tag_updates) in chunk {
+                pipe.add_command(self.invocation(&field, first, last, tag, tag_updates));
+            }
+            let replies: Vec<(i64, i64)> = match pipe.query_async(&mut self.conn.clone()).await {
+                Ok(replies) => replies,
+                // A restarted Redis has forgotten the script: load it, send the round again
+                // (tags applied before the error are fenced and say so).
+                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                    self.load().await?;
+                    pipe.query_async(&mut self.conn.clone()).await.map_err(|e| self.config.error(e))?
+                }
+                Err(e) => return Err(self.config.error(e)),
+            };
+            for ((tag, _), (status, fence)) in chunk.iter().zip(replies) {
+                let outcome = match status {
+                    1 => ApplyOutcome::Applied,
+                    0 => ApplyOutcome::AlreadyApplied,
+                    _ => ApplyOutcome::Overlap { fence },
+                };
+                outcomes.push(((*tag).clone(), outcome));
+            }
         }
-        for (_, count) in increments {
-            invocation.arg(*count);
-        }
-        let (status, fence): (i64, i64) =
-            invocation.invoke_async(&mut self.conn.clone()).await.map_err(|e| self.config.error(e))?;
-        Ok(match status {
-            1 => ApplyOutcome::Applied,
-            0 => ApplyOutcome::AlreadyApplied,
-            _ => ApplyOutcome::Overlap { fence },
-        })
+        Ok(outcomes)
     }
 
-    /// The fences of `partitions` for `source`; partitions never applied are absent.
-    pub async fn fences(&self, source: &str, partitions: &[i32]) -> Result<Fences, SinkError> {
-        if partitions.is_empty() {
-            return Ok(Fences::new());
-        }
-        let keys: Vec<String> = partitions.iter().map(|p| self.fence_key(source, *p)).collect();
-        let values: Vec<Option<i64>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut self.conn.clone())
+    /// Loads the script into the server's cache.
+    pub async fn load(&self) -> Result<(), SinkError> {
+        redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(APPLY)
+            .query_async::<String>(&mut self.conn.clone())
+            .await
+            .map(drop)
+            .map_err(|e| self.config.error(e))
+    }
+
+    /// The deployment-wide secret `name`: set to `candidate` by the first process to ask, read
+    /// by every later one, so all processors derive the same keys.
+    pub async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String, SinkError> {
+        let key = self.config.key(format_args!("secret:{name}"));
+        let mut conn = self.conn.clone();
+        let _: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(candidate)
+            .arg("NX")
+            .query_async(&mut conn)
             .await
             .map_err(|e| self.config.error(e))?;
-        Ok(partitions.iter().zip(values).filter_map(|(p, v)| v.map(|v| (*p, v))).collect())
+        redis::cmd("GET").arg(&key).query_async(&mut conn).await.map_err(|e| self.config.error(e))
     }
 
-    /// Total clicks counted for `link_id`.
-    pub async fn clicks(&self, link_id: u64) -> Result<u64, SinkError> {
-        let value: Option<u64> = redis::cmd("GET")
-            .arg(self.clicks_key(link_id))
+    /// A counter hash's field (0 when absent): `clicks:{42}` `total`, say.
+    pub async fn hget(&self, key: &str, field: &str) -> Result<i64, SinkError> {
+        let value: Option<i64> = redis::cmd("HGET")
+            .arg(self.config.key(format_args!("{key}")))
+            .arg(field)
             .query_async(&mut self.conn.clone())
             .await
             .map_err(|e| self.config.error(e))?;
         Ok(value.unwrap_or(0))
+    }
+
+    /// Every click counted for `link_id`.
+    pub async fn clicks(&self, link_id: u64) -> Result<u64, SinkError> {
+        Ok(self.hget(&format!("clicks:{{{link_id}}}"), "total").await?.max(0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn updates() -> CounterUpdates {
+        CounterUpdates { prefix: "p:".into(), retention_secs: 86_400, tags: BTreeMap::new() }
+    }
+
+    #[test]
+    fn days_are_utc_dates() {
+        assert_eq!(day_of(0), "1970-01-01");
+        assert_eq!(day_of(1_700_000_000), "2023-11-14");
+        assert_eq!(day_of(1_700_006_399), "2023-11-14");
+        assert_eq!(day_of(1_700_006_400), "2023-11-15");
+    }
+
+    #[test]
+    fn clicks_are_summed_per_tag_and_bots_stay_out_of_visitors_and_top_links() {
+        let mut u = updates();
+        let t = 1_700_000_000;
+        u.click(42, t, false, 1);
+        u.click(42, t, false, 1);
+        u.click(42, t, true, 2);
+        let link = &u.tags["42"];
+        assert_eq!(link.hincr[&("p:clicks:{42}".into(), "total".into())], 3);
+        assert_eq!(link.hincr[&("p:clicks:{42}".into(), "human".into())], 2);
+        assert_eq!(link.hincr[&("p:clicks:{42}:2023-11-14".into(), "bot".into())], 1);
+        assert_eq!(link.pfadd["p:visitors:{42}:2023-11-14"], HashSet::from([1]));
+        assert_eq!(link.expire_at["p:clicks:{42}:2023-11-14"], 1_700_006_400 + 86_400);
+        assert!(!link.expire_at.contains_key("p:clicks:{42}"), "totals never expire");
+        assert_eq!(u.tags["2023-11-14"].zincr[&("p:top:{2023-11-14}".into(), "42".into())], 2);
+        u.retain_tag("42");
+        assert_eq!(u.tags().collect::<Vec<_>>(), ["42"]);
+    }
+
+    #[test]
+    fn orders_count_by_status_and_currency_and_units_only_when_paid() {
+        let mut u = updates();
+        u.order(1_700_000_000, "paid", "EUR", 3665, &[("p1", 2), ("p2", 1)]);
+        u.order(1_700_000_000, "created", "EUR", 100, &[("p1", 5)]);
+        let day = &u.tags["2023-11-14"];
+        assert_eq!(day.hincr[&("p:orders:{2023-11-14}".into(), "count:paid".into())], 1);
+        assert_eq!(day.hincr[&("p:orders:{2023-11-14}".into(), "revenue:paid:EUR".into())], 3665);
+        assert_eq!(day.hincr[&("p:items:{2023-11-14}".into(), "p1".into())], 2);
     }
 }

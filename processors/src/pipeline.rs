@@ -1,0 +1,389 @@
+//! The event pipelines (clicks, orders): topic → decode → enrich → batch → ClickHouse raw table
+//! (and its views) + Redis counters, each above its own offset fence → commit.
+//!
+//! One loop per pipeline: receive, decode, batch; flush at max rows, bytes or age into
+//! ClickHouse, then Redis; then commit. Rebalance callbacks only record what changed; the loop
+//! acts on it before touching the next message, so fences are loaded before a newly assigned
+//! partition's first message is handled.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use metrics::{counter, histogram};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::Serialize;
+use sinks::Fences;
+use sinks::clickhouse::ClickhouseWriter;
+use sinks::redis::{ApplyOutcome, CounterUpdates, Counters};
+
+use crate::batch::{Batch, Stored};
+use crate::dedup::RecentIds;
+use crate::dlq::{DeadLetters, Source as DlqSource};
+use crate::metrics::{
+    BATCH_ROWS, DUPLICATES_TOTAL, EVENTS_CONSUMED_TOTAL, FLUSH_DURATION_SECONDS, MESSAGES_SKIPPED_TOTAL, RETRIES_TOTAL,
+    ROWS_FENCED_TOTAL, ROWS_STORED_TOTAL,
+};
+use crate::retry::{jittered, with_backoff};
+use crate::{ProcessConfig, ProcessError};
+
+/// What makes one event pipeline: its topic, its row, its table and its counters.
+pub(crate) trait Source: Send {
+    /// Pipeline name: consumer group suffix, metric label, and the fence's source name in
+    /// `kafka_offsets`.
+    const NAME: &'static str;
+    /// The raw ClickHouse table.
+    const TABLE: &'static str;
+    /// One stored event.
+    type Row: Stored + clickhouse::RowOwned + clickhouse::RowWrite + Serialize + Send + Sync;
+
+    /// The topic read.
+    fn topic(topics: &events::kafka::Topics) -> String;
+    /// Decodes and enriches one line, or says why it cannot be stored (it goes to the
+    /// dead-letter topic under that reason and kind: `undecodable` or `invalid`).
+    fn row(&mut self, line: &[u8], partition: i32, offset: i64) -> Result<Self::Row, (&'static str, String)>;
+    /// Adds the row's counter updates.
+    fn tally(row: &Self::Row, updates: &mut CounterUpdates);
+}
+
+enum Change {
+    Assigned(Vec<i32>),
+    Revoked(Vec<i32>),
+}
+
+/// Records partition changes for the loop; runs inside the consumer's poll.
+#[derive(Default)]
+struct Rebalances {
+    changes: Mutex<Vec<Change>>,
+}
+
+fn partitions(list: &TopicPartitionList) -> Vec<i32> {
+    list.elements().iter().map(|e| e.partition()).collect()
+}
+
+impl ClientContext for Rebalances {}
+
+impl ConsumerContext for Rebalances {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            self.changes.lock().expect("not poisoned").push(Change::Revoked(partitions(list)));
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            self.changes.lock().expect("not poisoned").push(Change::Assigned(partitions(list)));
+        }
+    }
+}
+
+struct Pipeline<S: Source> {
+    source: S,
+    consumer: StreamConsumer<Rebalances>,
+    dlq: DeadLetters,
+    topic: String,
+    clickhouse: ClickhouseWriter,
+    redis: Counters,
+    ch_fences: Fences,
+    /// Per partition, the offset up to which every counter tag of this partition's rows was
+    /// applied by this process (tags keep their own fences in Redis; this only saves work).
+    redis_fences: Fences,
+    batch: Batch<S::Row>,
+    recent: RecentIds,
+    max_rows: usize,
+    max_bytes: usize,
+    max_age: Duration,
+    max_backoff: Duration,
+}
+
+/// Runs the pipeline of `source` until `shutdown` completes; then stores and commits what it holds.
+pub(crate) async fn run<S: Source>(
+    source: S,
+    config: &ProcessConfig,
+    redis: Counters,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ProcessError> {
+    let topics = config.kafka.topics();
+    let mut consumer_config = config.kafka.client_config();
+    consumer_config
+        .set("group.id", format!("{}{}", config.group_prefix, S::NAME))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("session.timeout.ms", config.kafka_session_timeout_ms.to_string());
+    // Static membership: a restarted processor reclaims its partitions at once. Besides being
+    // faster, it sidesteps tansu 0.6 keeping a killed dynamic member as group leader.
+    consumer_config.set("group.instance.id", config.instance_id());
+    let consumer: StreamConsumer<Rebalances> = consumer_config.create_with_context(Rebalances::default())?;
+    let topic = S::topic(&topics);
+    consumer.subscribe(&[topic.as_str()])?;
+    let mut dlq_config = config.kafka.client_config();
+    dlq_config.set("enable.idempotence", "true").set("acks", "all");
+
+    let mut pipeline = Pipeline {
+        source,
+        consumer,
+        dlq: DeadLetters::new(
+            dlq_config.create()?,
+            topics.dlq.clone(),
+            Duration::from_millis(config.retry_max_backoff_ms),
+        ),
+        topic,
+        clickhouse: ClickhouseWriter::new(config.clickhouse.clone()),
+        redis,
+        ch_fences: Fences::new(),
+        redis_fences: Fences::new(),
+        batch: Batch::default(),
+        recent: RecentIds::new(config.dedup_window_events),
+        max_rows: config.batch_max_rows,
+        max_bytes: config.batch_max_bytes,
+        max_age: Duration::from_millis(config.batch_max_age_ms),
+        max_backoff: Duration::from_millis(config.retry_max_backoff_ms),
+    };
+    tracing::info!(pipeline = S::NAME, topic = %pipeline.topic, instance = %config.instance_id(), "pipeline started");
+    let result = pipeline.run(shutdown).await;
+    if result.is_ok() {
+        tracing::info!(pipeline = S::NAME, "pipeline drained");
+    }
+    result
+}
+
+impl<S: Source> Pipeline<S> {
+    async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), ProcessError> {
+        tokio::pin!(shutdown);
+        loop {
+            let deadline = tokio::time::Instant::now() + self.max_age.saturating_sub(self.batch.age());
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = tokio::time::sleep_until(deadline), if !self.batch.is_empty() => {}
+                received = self.consumer.recv() => {
+                    // Detach the message from the consumer's borrow before acting on rebalances.
+                    let message = received.map(|m| (m.partition(), m.offset(), m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec)));
+                    self.apply_rebalances().await?;
+                    match message {
+                        Ok((partition, offset, key, payload)) => self.take(partition, offset, key, payload.unwrap_or_default()).await,
+                        Err(error) => tracing::warn!(%error, "Kafka consumer error"),
+                    }
+                }
+            }
+            self.apply_rebalances().await?;
+            if self.batch.len() >= self.max_rows
+                || self.batch.bytes() >= self.max_bytes
+                || (!self.batch.is_empty() && self.batch.age() >= self.max_age)
+            {
+                self.flush().await?;
+            }
+        }
+        // Drain: store what is held, commit synchronously, leave the group.
+        self.flush().await?;
+        self.consumer.unsubscribe();
+        Ok(())
+    }
+
+    async fn apply_rebalances(&mut self) -> Result<(), ProcessError> {
+        let changes = std::mem::take(&mut *self.consumer.context().changes.lock().expect("not poisoned"));
+        for change in changes {
+            match change {
+                Change::Revoked(partitions) => {
+                    tracing::info!(
+                        pipeline = S::NAME,
+                        ?partitions,
+                        "partitions revoked; their unstored events are left to the next owner"
+                    );
+                    for id in self.batch.drop_partitions(&partitions) {
+                        self.recent.forget(id);
+                    }
+                    for p in &partitions {
+                        self.ch_fences.remove(p);
+                        self.redis_fences.remove(p);
+                    }
+                }
+                Change::Assigned(partitions) => {
+                    let ch = with_backoff(S::NAME, "clickhouse", self.max_backoff, || self.clickhouse.fences(S::NAME))
+                        .await?;
+                    for p in &partitions {
+                        // Another owner may have stored more since we last held the partition.
+                        for id in self.batch.drop_partitions(&[*p]) {
+                            self.recent.forget(id);
+                        }
+                        set_fence(&mut self.ch_fences, *p, ch.get(p).copied());
+                        // Redis fences live per counter tag in Redis; the scripts consult them.
+                        self.redis_fences.remove(p);
+                    }
+                    tracing::info!(pipeline = S::NAME, ?partitions, ch_fences = ?self.ch_fences, "partitions assigned; fences loaded");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes one message into the batch; lines that cannot be stored go to the dead-letter topic.
+    async fn take(&mut self, partition: i32, offset: i64, key: Option<Vec<u8>>, payload: Vec<u8>) {
+        let stored_everywhere = |fences: &Fences| fences.get(&partition).is_some_and(|f| offset <= *f);
+        if stored_everywhere(&self.ch_fences) && stored_everywhere(&self.redis_fences) {
+            counter!(MESSAGES_SKIPPED_TOTAL, "pipeline" => S::NAME).increment(1);
+            return;
+        }
+        self.batch.add_message(partition, offset, payload.len());
+        let mut decoded = 0u64;
+        for (index, line) in payload.split(|b| *b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match self.source.row(line, partition, offset) {
+                Ok(row) => {
+                    decoded += 1;
+                    // The same event twice (an edge re-sent it from its spool): stored once.
+                    if self.recent.first_time(row.event_key()) {
+                        self.batch.add_row(row);
+                    } else {
+                        counter!(DUPLICATES_TOTAL, "pipeline" => S::NAME).increment(1);
+                    }
+                }
+                Err((kind, reason)) => {
+                    // Only the bad line goes to the dead-letter topic: the good lines of the
+                    // message are stored, so replaying the dead letter cannot repeat them.
+                    let source =
+                        DlqSource { pipeline: S::NAME, topic: &self.topic, partition, offset, line: index + 1 };
+                    let reason = format!("line {}: {reason}", index + 1);
+                    self.dlq.send(source, key.as_deref(), line, kind, &reason).await;
+                }
+            }
+        }
+        counter!(EVENTS_CONSUMED_TOTAL, "pipeline" => S::NAME).increment(decoded);
+    }
+
+    /// Inserts the batch's rows above the ClickHouse fence and advances the fence; returns how
+    /// many rows it stored. After a failed attempt the fence is read again from ClickHouse
+    /// before the retry: an INSERT whose answer was lost (a time-out, a dropped connection) may
+    /// have been stored, and must not be stored twice.
+    async fn store_in_clickhouse(&mut self) -> Result<usize, ProcessError> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let rows: Vec<&S::Row> = self.batch.rows_above(&self.ch_fences).collect();
+            if rows.is_empty() {
+                return Ok(0);
+            }
+            match self.clickhouse.insert(S::TABLE, rows.iter().copied()).await {
+                Ok(()) => {
+                    let count = rows.len();
+                    let mut stored = Fences::new();
+                    for row in rows {
+                        let fence = stored.entry(row.partition()).or_insert(-1);
+                        *fence = (*fence).max(row.offset());
+                    }
+                    for (partition, offset) in stored {
+                        let fence = self.ch_fences.entry(partition).or_insert(-1);
+                        *fence = (*fence).max(offset);
+                    }
+                    return Ok(count);
+                }
+                Err(error) if error.is_retryable() => {
+                    counter!(RETRIES_TOTAL, "pipeline" => S::NAME, "sink" => "clickhouse").increment(1);
+                    let pause = jittered(backoff);
+                    tracing::warn!(pipeline = S::NAME, %error, backoff_ms = pause.as_millis() as u64, "ClickHouse insert failed, retrying");
+                    tokio::time::sleep(pause).await;
+                    backoff = (backoff * 2).min(self.max_backoff);
+                    if let Ok(fences) = self.clickhouse.fences(S::NAME).await {
+                        for partition in self.batch.partitions() {
+                            if let Some(stored) = fences.get(&partition) {
+                                let fence = self.ch_fences.entry(partition).or_insert(-1);
+                                *fence = (*fence).max(*stored);
+                            }
+                        }
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Applies the counters of one partition's rows above `floor`, tag by tag; a tag whose
+    /// fence lies inside the range gets only the rows above its fence. Returns the rows counted.
+    async fn store_in_redis(&self, partition: i32, floor: i64, last: i64) -> Result<u64, ProcessError> {
+        let mut pending: Vec<(i64, Option<String>)> = vec![(floor, None)];
+        let mut counted = 0u64;
+        while let Some((floor, only_tag)) = pending.pop() {
+            let mut updates = self.redis.updates();
+            let mut rows = 0u64;
+            for row in self.batch.rows_in(partition, floor) {
+                S::tally(row, &mut updates);
+                rows += 1;
+            }
+            if let Some(tag) = &only_tag {
+                updates.retain_tag(tag);
+            }
+            if updates.is_empty() {
+                continue;
+            }
+            let outcomes = with_backoff(S::NAME, "redis", self.max_backoff, || {
+                self.redis.apply(S::NAME, partition, floor + 1, last, &updates)
+            })
+            .await?;
+            if only_tag.is_none() {
+                counted = rows;
+            }
+            for (tag, outcome) in outcomes {
+                if let ApplyOutcome::Overlap { fence } = outcome {
+                    pending.push((fence, Some(tag)));
+                }
+            }
+        }
+        Ok(counted)
+    }
+
+    /// Stores the batch in ClickHouse, then Redis, each above its fence; then commits.
+    async fn flush(&mut self) -> Result<(), ProcessError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        histogram!(BATCH_ROWS, "pipeline" => S::NAME).record(self.batch.len() as f64);
+
+        let started = Instant::now();
+        let before = self.batch.len();
+        let stored = self.store_in_clickhouse().await?;
+        counter!(ROWS_STORED_TOTAL, "pipeline" => S::NAME, "sink" => "clickhouse").increment(stored as u64);
+        counter!(ROWS_FENCED_TOTAL, "pipeline" => S::NAME, "sink" => "clickhouse").increment((before - stored) as u64);
+        histogram!(FLUSH_DURATION_SECONDS, "pipeline" => S::NAME, "sink" => "clickhouse")
+            .record(started.elapsed().as_secs_f64());
+
+        let started = Instant::now();
+        for partition in self.batch.partitions() {
+            let Some((first, last)) = self.batch.range(partition) else { continue };
+            let floor = self.redis_fences.get(&partition).copied().unwrap_or(-1).max(first - 1);
+            if last <= floor {
+                continue;
+            }
+            let counted = self.store_in_redis(partition, floor, last).await?;
+            counter!(ROWS_STORED_TOTAL, "pipeline" => S::NAME, "sink" => "redis").increment(counted);
+            self.redis_fences.insert(partition, last);
+        }
+        histogram!(FLUSH_DURATION_SECONDS, "pipeline" => S::NAME, "sink" => "redis")
+            .record(started.elapsed().as_secs_f64());
+
+        // Commits only hint where to resume; the fences above are the truth.
+        let mut list = TopicPartitionList::new();
+        for (partition, next) in self.batch.commit_offsets() {
+            list.add_partition_offset(&self.topic, partition, Offset::Offset(next))?;
+        }
+        if let Err(error) = self.consumer.commit(&list, CommitMode::Async) {
+            tracing::warn!(pipeline = S::NAME, %error, "offset commit failed; the fences keep the data exact");
+        }
+        tracing::debug!(pipeline = S::NAME, rows = self.batch.len(), "batch stored");
+        self.batch.clear();
+        Ok(())
+    }
+}
+
+fn set_fence(fences: &mut Fences, partition: i32, fence: Option<i64>) {
+    match fence {
+        Some(f) => {
+            fences.insert(partition, f);
+        }
+        None => {
+            fences.remove(&partition);
+        }
+    }
+}
