@@ -437,3 +437,69 @@ async fn clicks_are_stored_enriched_and_counted_per_kind_of_visitor() {
         .unwrap();
     assert_eq!(top, Some(2), "top links count human clicks");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processors_share_the_work_and_one_leaving_mid_stream_loses_and_repeats_nothing() {
+    let mut env = TestEnv::new("twoproc");
+    env.set("RUNNEL_BATCH_MAX_ROWS", "50");
+    env.set("RUNNEL_BATCH_MAX_AGE_MS", "100");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    // Links on several partitions (the edge partitions clicks by link).
+    let mut links = Vec::new();
+    for i in 0..8 {
+        links.push(create_link(&env, &format!("https://example.com/{i}")).await);
+    }
+    // Dynamic membership: a processor stopped on purpose leaves the group at once. (Static
+    // members stay until the session timeout, which tansu 0.6 never enforces.)
+    env.set("RUNNEL_PROCESSOR_INSTANCE_ID", "none");
+    let mut first = env.spawn_processor_named("a");
+    let second = env.spawn_processor_named("b");
+    // Both take part before one leaves.
+    let assignments = |p: &common::Proc| {
+        p.log_text().lines().filter(|l| l.contains("partitions assigned") && l.contains("\"clicks\"")).count()
+    };
+    let both =
+        eventually(Duration::from_secs(60), || std::future::ready(assignments(&first) > 0 && assignments(&second) > 0))
+            .await;
+    assert!(both, "both processors get partitions:\n{}\n{}", first.log_text(), second.log_text());
+    let traffic = {
+        let urls: Vec<String> = links.iter().map(|(code, _)| format!("{}/{code}", env.edge_url())).collect();
+        tokio::spawn(async move {
+            let client = http();
+            for i in 0..1600 {
+                let response = client.get(&urls[i % urls.len()]).header("user-agent", BROWSER).send().await.unwrap();
+                assert_eq!(response.status(), 302);
+                if i % 50 == 0 {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        })
+    };
+    let stored = |n: u64| {
+        let env = &env;
+        async move { env.ch_u64("SELECT count() FROM clicks").await >= n }
+    };
+    assert!(eventually(Duration::from_secs(60), || stored(600)).await, "the processors did not start storing");
+    let status = first.terminate();
+    assert!(status.success(), "processor a exited with {status}:\n{}", first.log_text());
+    traffic.await.unwrap();
+
+    assert!(
+        eventually(Duration::from_secs(90), || stored(1600)).await,
+        "only {} of 1600 clicks stored",
+        env.ch_u64("SELECT count() FROM clicks").await
+    );
+    let mut redis_total = 0;
+    for (_, link_id) in &links {
+        let key = format!("clicks:{{{link_id}}}");
+        eventually(Duration::from_secs(30), || async { env.redis_hget(&key, "total").await == Some(200) }).await;
+        redis_total += env.redis_hget(&key, "total").await.unwrap_or(0);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, 1600, "raw rows");
+    assert_eq!(env.ch_u64("SELECT uniqExact(event_id) FROM clicks").await, 1600, "distinct event ids");
+    assert_eq!(env.ch_u64("SELECT countMerge(clicks) FROM clicks_daily_by_link").await, 1600, "daily view");
+    assert_eq!(redis_total, 1600, "redis counters");
+    assert!(assignments(&second) >= 2, "processor b took over:\n{}", second.log_text());
+}

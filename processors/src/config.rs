@@ -51,7 +51,9 @@ pub struct ProcessConfig {
     /// Static group membership id (`group.instance.id`), unique per processor and stable
     /// across its restarts: a processor restarted under the same id takes its partitions back
     /// at once instead of waiting for the group to notice the old process is gone. Defaults
-    /// to `runnel-{host name}`; processors sharing a host need distinct ids.
+    /// to `runnel-{host name}`; processors sharing a host need distinct ids. `none`: dynamic
+    /// membership (a processor stopped on purpose leaves the group at once, so scaling down
+    /// moves its partitions without waiting for the session timeout).
     #[arg(long, env = "RUNNEL_PROCESSOR_INSTANCE_ID")]
     pub instance_id: Option<String>,
     /// A MaxMind-format database (GeoLite2/GeoIP2 City or Country) for clicks' country and
@@ -84,7 +86,15 @@ pub struct ProcessConfig {
 }
 
 impl ProcessConfig {
-    /// The static membership id: configured, or `runnel-{host name}`.
+    /// Sets the consumer's static membership id unless membership is dynamic.
+    pub(crate) fn set_membership(&self, consumer: &mut rdkafka::ClientConfig) {
+        let id = self.instance_id();
+        if id != "none" {
+            consumer.set("group.instance.id", id);
+        }
+    }
+
+    /// The static membership id: configured, or `runnel-{host name}`; `none` for dynamic.
     pub fn instance_id(&self) -> String {
         self.instance_id.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();

@@ -36,10 +36,10 @@ pub async fn run_links(config: &ProcessConfig, shutdown: impl Future<Output = ()
     let mut consumer_config = config.kafka.client_config();
     consumer_config
         .set("group.id", format!("{}{PIPELINE}", config.group_prefix))
-        .set("group.instance.id", config.instance_id())
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", config.kafka_session_timeout_ms.to_string());
+    config.set_membership(&mut consumer_config);
     let consumer: StreamConsumer = consumer_config.create()?;
     consumer.subscribe(&[topics.links.as_str()])?;
     let mut dlq_config = config.kafka.client_config();

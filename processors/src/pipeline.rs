@@ -48,6 +48,9 @@ pub(crate) trait Source: Send {
     fn tally(row: &Self::Row, updates: &mut CounterUpdates);
 }
 
+/// Longest a partition change waits to be acted on while no message arrives.
+const REBALANCE_CHECK: Duration = Duration::from_millis(250);
+
 enum Change {
     Assigned(Vec<i32>),
     Revoked(Vec<i32>),
@@ -115,7 +118,7 @@ pub(crate) async fn run<S: Source>(
         .set("session.timeout.ms", config.kafka_session_timeout_ms.to_string());
     // Static membership: a restarted processor reclaims its partitions at once. Besides being
     // faster, it sidesteps tansu 0.6 keeping a killed dynamic member as group leader.
-    consumer_config.set("group.instance.id", config.instance_id());
+    config.set_membership(&mut consumer_config);
     let consumer: StreamConsumer<Rebalances> = consumer_config.create_with_context(Rebalances::default())?;
     let topic = S::topic(&topics);
     consumer.subscribe(&[topic.as_str()])?;
@@ -154,10 +157,15 @@ impl<S: Source> Pipeline<S> {
     async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), ProcessError> {
         tokio::pin!(shutdown);
         loop {
-            let deadline = tokio::time::Instant::now() + self.max_age.saturating_sub(self.batch.age());
+            // Wake at the batch's deadline, and at least every 250 ms: partition changes are
+            // acted on (fences loaded) even while no message arrives.
+            let mut wait = REBALANCE_CHECK;
+            if !self.batch.is_empty() {
+                wait = wait.min(self.max_age.saturating_sub(self.batch.age()));
+            }
             tokio::select! {
                 () = &mut shutdown => break,
-                () = tokio::time::sleep_until(deadline), if !self.batch.is_empty() => {}
+                () = tokio::time::sleep(wait) => {}
                 received = self.consumer.recv() => {
                     // Detach the message from the consumer's borrow before acting on rebalances.
                     let message = received.map(|m| (m.partition(), m.offset(), m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec)));

@@ -156,16 +156,16 @@ impl TestEnv {
     }
 
     pub fn spawn(&self, name: &str, args: &[&str]) -> Proc {
+        self.spawn_command(name, self.command(args))
+    }
+
+    /// Starts `command` with its output in a log file of the test's.
+    pub fn spawn_command(&self, name: &str, mut command: Command) -> Proc {
         let log = self
             .logs
             .join(format!("{name}-{}.log", Instant::now().elapsed().as_nanos() ^ rand::rng().random::<u32>() as u128));
         let file = std::fs::File::create(&log).unwrap();
-        let child = self
-            .command(args)
-            .stdout(Stdio::from(file.try_clone().unwrap()))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .unwrap();
+        let child = command.stdout(Stdio::from(file.try_clone().unwrap())).stderr(Stdio::from(file)).spawn().unwrap();
         Proc { child, log }
     }
 
@@ -200,6 +200,16 @@ impl TestEnv {
             assert!(Instant::now() < deadline, "edge did not answer within 30 s:\n{}", proc.log_text());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// A processor of its own group member id and metrics port, beside the test's usual one.
+    pub fn spawn_processor_named(&self, name: &str) -> Proc {
+        let mut command = self.command(&["process", "--pipelines", "clicks,orders,links"]);
+        if self.setting("RUNNEL_PROCESSOR_INSTANCE_ID", String::new()) != "none" {
+            command.env("RUNNEL_PROCESSOR_INSTANCE_ID", format!("{}-{name}", self.id));
+        }
+        command.env("RUNNEL_PROCESS_METRICS_ADDR", format!("127.0.0.1:{}", free_port()));
+        self.spawn_command(&format!("process-{name}"), command)
     }
 
     pub fn spawn_processor(&self) -> Proc {
