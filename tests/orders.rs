@@ -159,7 +159,9 @@ fn now_rfc3339() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_events_are_stored_once_counted_and_bad_ones_dead_lettered() {
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    let env = TestEnv::new("orderflow");
+    let mut env = TestEnv::new("orderflow");
+    let archive = env.logs.join("archive");
+    env.set("RUNNEL_ARCHIVE_DIR", archive.display().to_string());
     env.prepare();
     let _edge = env.spawn_edge().await;
     let _processor = env.spawn_processor();
@@ -230,4 +232,19 @@ async fn order_events_are_stored_once_counted_and_bad_ones_dead_lettered() {
     assert_eq!((letters[0].0.as_str(), letters[0].1.as_str()), ("2", "orders"));
     assert_eq!((letters[1].0.as_str(), letters[1].1.as_str()), ("3", "orders"));
     assert!(letters[1].2.starts_with("line 3: currency:"), "{letters:?}");
+
+    // The archive, read by pyarrow: the five stored events, lines included.
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, json, pyarrow.dataset as ds\n\
+             t = ds.dataset(sys.argv[1], format='parquet', partitioning='hive').to_table()\n\
+             print(json.dumps(sorted([e, sum(q)] for e, q in zip(t['event_id'].to_pylist(), t['item_quantity'].to_pylist()))))",
+        )
+        .arg(archive.join(format!("topic={topic}")))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let archived: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(archived, serde_json::json!([["e-1", 2], ["e-2", 2], ["e-3", 2], ["e-4", 2], ["e-6", 2]]));
 }

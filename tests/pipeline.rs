@@ -56,6 +56,8 @@ async fn killing_the_processor_mid_stream_loses_and_repeats_no_click() {
     // Small, frequent batches so kills land between and during flushes.
     env.set("RUNNEL_BATCH_MAX_ROWS", "40");
     env.set("RUNNEL_BATCH_MAX_AGE_MS", "100");
+    let archive = env.logs.join("archive");
+    env.set("RUNNEL_ARCHIVE_DIR", archive.display().to_string());
     env.prepare();
     let _edge = env.spawn_edge().await;
     let (code, link_id) = create_link(&env, "https://example.com/landing?x=1").await;
@@ -97,6 +99,28 @@ async fn killing_the_processor_mid_stream_loses_and_repeats_no_click() {
     assert_eq!(env.ch_u64("SELECT countMerge(clicks) FROM clicks_daily_by_link").await, 1500, "daily view");
     assert_eq!(env.redis_hget(&redis_key, "total").await, Some(1500), "redis counter");
     assert_eq!(stats_clicks(&env, &code).await, Some((1500, 1500)));
+
+    // The Parquet archive, read by pyarrow, holds the same events once each.
+    let archived = read_archive(&archive, &format!("{}clicks", env.topic_prefix()));
+    let id_sum = env.ch_u64("SELECT sum(event_id) FROM clicks").await;
+    assert_eq!(
+        (archived["rows"].as_u64(), archived["distinct"].as_u64(), archived["id_sum"].as_u64()),
+        (Some(1500), Some(1500), Some(id_sum)),
+        "{archived}"
+    );
+    assert_eq!(archived["misplaced"], 0, "every row lies under its event's date and hour");
+}
+
+/// What `tests/read_archive.py` (pyarrow) finds in the archive of `topic`.
+fn read_archive(dir: &std::path::Path, topic: &str) -> serde_json::Value {
+    let out = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/read_archive.py"))
+        .arg(dir)
+        .arg(topic)
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "read_archive.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

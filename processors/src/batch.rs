@@ -14,6 +14,8 @@ pub(crate) trait Stored {
     fn offset(&self) -> i64;
     /// The event's id, for dropping repeats.
     fn event_key(&self) -> u64;
+    /// When the event happened, Unix seconds (the archive's hour).
+    fn event_time(&self) -> u32;
 }
 
 /// Rows waiting to be stored.
@@ -126,6 +128,9 @@ mod tests {
         }
         fn event_key(&self) -> u64 {
             self.2
+        }
+        fn event_time(&self) -> u32 {
+            0
         }
     }
 

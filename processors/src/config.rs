@@ -68,6 +68,10 @@ pub struct ProcessConfig {
     /// processor and only the visitor id, country and city are stored.
     #[arg(long, env = "RUNNEL_PROCESS_STORE_IP", default_value_t = false, action = clap::ArgAction::Set)]
     pub store_ip: bool,
+    /// Directory of the Parquet archive of raw click and order events
+    /// (`topic=…/date=…/hour=…/p{partition}-{first}-{last}.parquet`); unset: no archive.
+    #[arg(long, env = "RUNNEL_ARCHIVE_DIR")]
+    pub archive_dir: Option<PathBuf>,
     /// Days the per-day Redis counters live after their day ends.
     #[arg(long, env = "RUNNEL_COUNTER_RETENTION_DAYS", default_value_t = 90)]
     pub counter_retention_days: u32,

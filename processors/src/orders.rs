@@ -10,6 +10,9 @@ use crate::batch::Stored;
 use crate::pipeline::Source;
 
 impl Stored for OrderRow {
+    fn event_time(&self) -> u32 {
+        self.ts
+    }
     fn partition(&self) -> i32 {
         self.kafka_partition
     }

@@ -16,6 +16,7 @@ use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Serialize;
 use sinks::Fences;
+use sinks::archive::Archive;
 use sinks::clickhouse::ClickhouseWriter;
 use sinks::redis::{ApplyOutcome, CounterUpdates, Counters};
 
@@ -37,7 +38,13 @@ pub(crate) trait Source: Send {
     /// The raw ClickHouse table.
     const TABLE: &'static str;
     /// One stored event.
-    type Row: Stored + clickhouse::RowOwned + clickhouse::RowWrite + Serialize + Send + Sync;
+    type Row: Stored
+        + clickhouse::RowOwned
+        + clickhouse::RowWrite
+        + Serialize
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync;
 
     /// The topic read.
     fn topic(topics: &events::kafka::Topics) -> String;
@@ -93,6 +100,9 @@ struct Pipeline<S: Source> {
     /// Per partition, the offset up to which every counter tag of this partition's rows was
     /// applied by this process (tags keep their own fences in Redis; this only saves work).
     redis_fences: Fences,
+    /// The Parquet archive, when configured, and its fences (from its file names).
+    archive: Option<Archive>,
+    archive_fences: Fences,
     batch: Batch<S::Row>,
     recent: RecentIds,
     max_rows: usize,
@@ -138,6 +148,11 @@ pub(crate) async fn run<S: Source>(
         redis,
         ch_fences: Fences::new(),
         redis_fences: Fences::new(),
+        archive: match &config.archive_dir {
+            Some(dir) => Some(Archive::open(dir)?),
+            None => None,
+        },
+        archive_fences: Fences::new(),
         batch: Batch::default(),
         recent: RecentIds::new(config.dedup_window_events),
         max_rows: config.batch_max_rows,
@@ -206,11 +221,22 @@ impl<S: Source> Pipeline<S> {
                     for p in &partitions {
                         self.ch_fences.remove(p);
                         self.redis_fences.remove(p);
+                        self.archive_fences.remove(p);
                     }
                 }
                 Change::Assigned(partitions) => {
                     let ch = with_backoff(S::NAME, "clickhouse", self.max_backoff, || self.clickhouse.fences(S::NAME))
                         .await?;
+                    let archived = match &self.archive {
+                        Some(archive) => {
+                            let (topic, partitions) = (&self.topic, &partitions);
+                            with_backoff(S::NAME, "archive", self.max_backoff, || {
+                                std::future::ready(archive.recover(topic, partitions))
+                            })
+                            .await?
+                        }
+                        None => Fences::new(),
+                    };
                     for p in &partitions {
                         // Another owner may have stored more since we last held the partition.
                         for id in self.batch.drop_partitions(&[*p]) {
@@ -219,6 +245,7 @@ impl<S: Source> Pipeline<S> {
                         set_fence(&mut self.ch_fences, *p, ch.get(p).copied());
                         // Redis fences live per counter tag in Redis; the scripts consult them.
                         self.redis_fences.remove(p);
+                        set_fence(&mut self.archive_fences, *p, archived.get(p).copied());
                     }
                     tracing::info!(pipeline = S::NAME, ?partitions, ch_fences = ?self.ch_fences, "partitions assigned; fences loaded");
                 }
@@ -230,7 +257,10 @@ impl<S: Source> Pipeline<S> {
     /// Decodes one message into the batch; lines that cannot be stored go to the dead-letter topic.
     async fn take(&mut self, partition: i32, offset: i64, key: Option<Vec<u8>>, payload: Vec<u8>) {
         let stored_everywhere = |fences: &Fences| fences.get(&partition).is_some_and(|f| offset <= *f);
-        if stored_everywhere(&self.ch_fences) && stored_everywhere(&self.redis_fences) {
+        if stored_everywhere(&self.ch_fences)
+            && stored_everywhere(&self.redis_fences)
+            && (self.archive.is_none() || stored_everywhere(&self.archive_fences))
+        {
             counter!(MESSAGES_SKIPPED_TOTAL, "pipeline" => S::NAME).increment(1);
             return;
         }
@@ -342,7 +372,34 @@ impl<S: Source> Pipeline<S> {
         Ok(counted)
     }
 
-    /// Stores the batch in ClickHouse, then Redis, each above its fence; then commits.
+    /// Writes each partition's rows above the archive fence as Parquet files; returns the rows
+    /// written.
+    async fn store_in_archive(&mut self) -> Result<u64, ProcessError> {
+        let Some(archive) = &self.archive else { return Ok(0) };
+        let mut written = 0u64;
+        for partition in self.batch.partitions() {
+            let Some((first, last)) = self.batch.range(partition) else { continue };
+            let floor = self.archive_fences.get(&partition).copied().unwrap_or(-1).max(first - 1);
+            if last <= floor {
+                continue;
+            }
+            let rows: Vec<(u32, &S::Row)> = self.batch.rows_in(partition, floor).map(|r| (r.event_time(), r)).collect();
+            let topic = &self.topic;
+            // Encoding and file writes block: off the async workers.
+            with_backoff(S::NAME, "archive", self.max_backoff, || {
+                std::future::ready(tokio::task::block_in_place(|| {
+                    archive.write(topic, partition, floor + 1, last, &rows)
+                }))
+            })
+            .await?;
+            written += rows.len() as u64;
+            self.archive_fences.insert(partition, last);
+        }
+        Ok(written)
+    }
+
+    /// Stores the batch in ClickHouse, then Redis, then the archive, each above its fence;
+    /// then commits.
     async fn flush(&mut self) -> Result<(), ProcessError> {
         if self.batch.is_empty() {
             return Ok(());
@@ -370,6 +427,14 @@ impl<S: Source> Pipeline<S> {
         }
         histogram!(FLUSH_DURATION_SECONDS, "pipeline" => S::NAME, "sink" => "redis")
             .record(started.elapsed().as_secs_f64());
+
+        if self.archive.is_some() {
+            let started = Instant::now();
+            let archived = self.store_in_archive().await?;
+            counter!(ROWS_STORED_TOTAL, "pipeline" => S::NAME, "sink" => "archive").increment(archived);
+            histogram!(FLUSH_DURATION_SECONDS, "pipeline" => S::NAME, "sink" => "archive")
+                .record(started.elapsed().as_secs_f64());
+        }
 
         // Commits only hint where to resume; the fences above are the truth.
         let mut list = TopicPartitionList::new();

@@ -15,6 +15,9 @@ pub enum SinkError {
     /// A migration cannot be applied as it stands.
     #[error("migration {file}: {reason}")]
     Migration { file: String, reason: String },
+    /// The Parquet archive could not be written or read.
+    #[error("archive at {path}: {reason}")]
+    Archive { path: String, reason: String },
     /// A stored value does not decode.
     #[error("corrupt value at {key}: {reason}")]
     Corrupt { key: String, reason: String },
@@ -37,6 +40,8 @@ impl SinkError {
             }
             // The client library already knows which of its errors are transient.
             SinkError::Redis { source, .. } => !matches!(source.retry_method(), ::redis::RetryMethod::NoRetry),
+            // A full or unwritable disk may be fixed while the pipeline waits.
+            SinkError::Archive { .. } => true,
             SinkError::Invalid { .. } | SinkError::Migration { .. } | SinkError::Corrupt { .. } => false,
         }
     }

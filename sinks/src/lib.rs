@@ -1,11 +1,13 @@
 //! Runnel's storage writers and readers, one folder per store:
 //!
 //! - [`clickhouse`]: schema migrations, fenced inserts of raw rows, the offset fence, stats reads;
-//! - [`redis`]: the link index and fenced counters.
+//! - [`redis`]: the link index and fenced counters;
+//! - [`archive`]: raw events as Parquet files per hour, fenced by their file names.
 //!
 //! Each sink decides in one place ([`SinkError::is_retryable`]) whether a failure is worth
 //! retrying or must be given up on.
 
+pub mod archive;
 pub mod clickhouse;
 mod error;
 pub mod redis;

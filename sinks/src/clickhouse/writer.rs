@@ -8,7 +8,7 @@ use super::ClickhouseConfig;
 use crate::{Fences, SinkError};
 
 /// One row of the `clicks` table.
-#[derive(Clone, Debug, Default, Row, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Row, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct ClickRow {
     /// Event id from the edge.
     pub event_id: u64,
@@ -127,7 +127,7 @@ impl From<&events::LinkEvent> for LinkRow {
 }
 
 /// One row of the `orders` table: one order event.
-#[derive(Clone, Debug, Row, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Row, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct OrderRow {
     /// The client's idempotency key.
     pub event_id: String,
