@@ -149,6 +149,17 @@ async fn a_processor_stopped_with_sigterm_drains_and_exits_cleanly() {
     .await;
     assert!(consumed, "processor did not consume the 30 clicks:\n{}", processor.log_text());
     assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, 0, "nothing is stored before the drain");
+    // Lag per partition (log end − committed offset, from librdkafka's statistics every 5 s):
+    // only the partition whose messages the processor holds unstored is behind.
+    let lag_line = "runnel_processor_consumer_lag{pipeline=\"clicks\",partition=\"";
+    let lags = eventually(Duration::from_secs(20), || async {
+        let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(lag_line)).collect();
+        lines.len() == 12 && lines.iter().filter(|l| !l.ends_with(" 0")).count() == 1
+    })
+    .await;
+    let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    assert!(lags, "a lag gauge per partition, one of them behind:\n{text}");
     let status = processor.terminate();
     assert!(status.success(), "processor exit: {status}\n{}", processor.log_text());
     assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, 30);

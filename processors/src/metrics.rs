@@ -17,6 +17,14 @@ pub(crate) const DUPLICATES_TOTAL: &str = "runnel_processor_duplicates_total";
 pub(crate) const FLUSH_DURATION_SECONDS: &str = "runnel_processor_flush_duration_seconds";
 /// Events per batch at flush, by pipeline (histogram).
 pub(crate) const BATCH_ROWS: &str = "runnel_processor_batch_rows";
+/// Encoded bytes per batch at flush, by pipeline (histogram).
+pub(crate) const BATCH_BYTES: &str = "runnel_processor_batch_bytes";
+/// Age of a batch's oldest message at flush, by pipeline (histogram, seconds).
+pub(crate) const BATCH_AGE_SECONDS: &str = "runnel_processor_batch_age_seconds";
+/// Messages between the group's committed offset and the partition's end (everything retained
+/// when nothing is committed yet), by pipeline and partition, from librdkafka's statistics
+/// every 5 s (gauge).
+pub(crate) const CONSUMER_LAG: &str = "runnel_processor_consumer_lag";
 /// Sink retries by pipeline and sink (counter).
 pub(crate) const RETRIES_TOTAL: &str = "runnel_processor_retries_total";
 /// Messages sent to the dead-letter topic, by pipeline and reason (counter).
@@ -30,6 +38,10 @@ pub(crate) fn describe() {
     describe_counter!(DUPLICATES_TOTAL, "Events dropped as repeats of a recently seen event id");
     describe_histogram!(FLUSH_DURATION_SECONDS, metrics::Unit::Seconds, "Time to store one batch in one sink");
     describe_histogram!(BATCH_ROWS, "Events per batch at flush");
+    describe_histogram!(BATCH_BYTES, metrics::Unit::Bytes, "Encoded bytes per batch at flush");
+    describe_histogram!(BATCH_AGE_SECONDS, metrics::Unit::Seconds, "Age of a batch's oldest message at flush");
+    metrics::describe_gauge!(CONSUMER_LAG, "Messages between the committed offset and the partition's end");
+    describe_counter!(MESSAGES_SKIPPED_TOTAL, "Messages skipped whole because every sink's fence covers them");
     describe_counter!(RETRIES_TOTAL, "Retries of failing sink operations");
     describe_counter!(DLQ_TOTAL, "Messages sent to the dead-letter topic");
 }

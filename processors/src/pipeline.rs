@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use metrics::{counter, histogram};
+use metrics::{counter, gauge, histogram};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -24,8 +24,8 @@ use crate::batch::{Batch, Stored};
 use crate::dedup::RecentIds;
 use crate::dlq::{DeadLetters, Source as DlqSource};
 use crate::metrics::{
-    BATCH_ROWS, DUPLICATES_TOTAL, EVENTS_CONSUMED_TOTAL, FLUSH_DURATION_SECONDS, MESSAGES_SKIPPED_TOTAL, RETRIES_TOTAL,
-    ROWS_FENCED_TOTAL, ROWS_STORED_TOTAL,
+    BATCH_AGE_SECONDS, BATCH_BYTES, BATCH_ROWS, CONSUMER_LAG, DUPLICATES_TOTAL, EVENTS_CONSUMED_TOTAL,
+    FLUSH_DURATION_SECONDS, MESSAGES_SKIPPED_TOTAL, RETRIES_TOTAL, ROWS_FENCED_TOTAL, ROWS_STORED_TOTAL,
 };
 use crate::retry::{jittered, with_backoff};
 use crate::{ProcessConfig, ProcessError};
@@ -63,9 +63,10 @@ enum Change {
     Revoked(Vec<i32>),
 }
 
-/// Records partition changes for the loop; runs inside the consumer's poll.
-#[derive(Default)]
+/// Records partition changes for the loop (runs inside the consumer's poll) and publishes the
+/// consumer's lag from librdkafka's statistics.
 struct Rebalances {
+    pipeline: &'static str,
     changes: Mutex<Vec<Change>>,
 }
 
@@ -73,7 +74,26 @@ fn partitions(list: &TopicPartitionList) -> Vec<i32> {
     list.elements().iter().map(|e| e.partition()).collect()
 }
 
-impl ClientContext for Rebalances {}
+impl ClientContext for Rebalances {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for topic in statistics.topics.values() {
+            for (partition, stats) in &topic.partitions {
+                // Only partitions this consumer fetches (the others report state "none").
+                if *partition < 0 || !stats.desired || stats.fetch_state == "none" || stats.hi_offset < 0 {
+                    continue;
+                }
+                // librdkafka says -1 until it knows a position; before the first message the
+                // whole retained partition is behind.
+                let lag = if stats.consumer_lag >= 0 {
+                    stats.consumer_lag
+                } else {
+                    (stats.hi_offset - stats.lo_offset.max(0)).max(0)
+                };
+                gauge!(CONSUMER_LAG, "pipeline" => self.pipeline, "partition" => partition.to_string()).set(lag as f64);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for Rebalances {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -125,11 +145,13 @@ pub(crate) async fn run<S: Source>(
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", "5000")
         .set("session.timeout.ms", config.kafka_session_timeout_ms.to_string());
     // Static membership: a restarted processor reclaims its partitions at once. Besides being
     // faster, it sidesteps tansu 0.6 keeping a killed dynamic member as group leader.
     config.set_membership(&mut consumer_config);
-    let consumer: StreamConsumer<Rebalances> = consumer_config.create_with_context(Rebalances::default())?;
+    let consumer: StreamConsumer<Rebalances> =
+        consumer_config.create_with_context(Rebalances { pipeline: S::NAME, changes: Mutex::default() })?;
     let topic = S::topic(&topics);
     consumer.subscribe(&[topic.as_str()])?;
     let mut dlq_config = config.kafka.client_config();
@@ -405,6 +427,8 @@ impl<S: Source> Pipeline<S> {
             return Ok(());
         }
         histogram!(BATCH_ROWS, "pipeline" => S::NAME).record(self.batch.len() as f64);
+        histogram!(BATCH_BYTES, "pipeline" => S::NAME).record(self.batch.bytes() as f64);
+        histogram!(BATCH_AGE_SECONDS, "pipeline" => S::NAME).record(self.batch.age().as_secs_f64());
 
         let started = Instant::now();
         let before = self.batch.len();
