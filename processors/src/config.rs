@@ -48,6 +48,11 @@ pub struct ProcessConfig {
     /// processor that vanished (crash, kill -9) before handing its partitions to the others.
     #[arg(long, env = "RUNNEL_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
     pub kafka_session_timeout_ms: u64,
+    /// Longest the broker may hold a fetch waiting for data, in milliseconds
+    /// (`fetch.wait.max.ms`). Kafka answers as soon as any data is there; brokers that wait
+    /// the full time (tansu 0.6 does) make this the pace of consumption.
+    #[arg(long, env = "RUNNEL_KAFKA_FETCH_WAIT_MS", default_value_t = 100)]
+    pub kafka_fetch_wait_ms: u64,
     /// Static group membership id (`group.instance.id`), unique per processor and stable
     /// across its restarts: a processor restarted under the same id takes its partitions back
     /// at once instead of waiting for the group to notice the old process is gone. Defaults

@@ -146,6 +146,7 @@ pub(crate) async fn run<S: Source>(
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("statistics.interval.ms", "5000")
+        .set("fetch.wait.max.ms", config.kafka_fetch_wait_ms.to_string())
         .set("session.timeout.ms", config.kafka_session_timeout_ms.to_string());
     // Static membership: a restarted processor reclaims its partitions at once. Besides being
     // faster, it sidesteps tansu 0.6 keeping a killed dynamic member as group leader.
@@ -315,85 +316,6 @@ impl<S: Source> Pipeline<S> {
         counter!(EVENTS_CONSUMED_TOTAL, "pipeline" => S::NAME).increment(decoded);
     }
 
-    /// Inserts the batch's rows above the ClickHouse fence and advances the fence; returns how
-    /// many rows it stored. After a failed attempt the fence is read again from ClickHouse
-    /// before the retry: an INSERT whose answer was lost (a time-out, a dropped connection) may
-    /// have been stored, and must not be stored twice.
-    async fn store_in_clickhouse(&mut self) -> Result<usize, ProcessError> {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let rows: Vec<&S::Row> = self.batch.rows_above(&self.ch_fences).collect();
-            if rows.is_empty() {
-                return Ok(0);
-            }
-            match self.clickhouse.insert(S::TABLE, rows.iter().copied()).await {
-                Ok(()) => {
-                    let count = rows.len();
-                    let mut stored = Fences::new();
-                    for row in rows {
-                        let fence = stored.entry(row.partition()).or_insert(-1);
-                        *fence = (*fence).max(row.offset());
-                    }
-                    for (partition, offset) in stored {
-                        let fence = self.ch_fences.entry(partition).or_insert(-1);
-                        *fence = (*fence).max(offset);
-                    }
-                    return Ok(count);
-                }
-                Err(error) if error.is_retryable() => {
-                    counter!(RETRIES_TOTAL, "pipeline" => S::NAME, "sink" => "clickhouse").increment(1);
-                    let pause = jittered(backoff);
-                    tracing::warn!(pipeline = S::NAME, %error, backoff_ms = pause.as_millis() as u64, "ClickHouse insert failed, retrying");
-                    tokio::time::sleep(pause).await;
-                    backoff = (backoff * 2).min(self.max_backoff);
-                    if let Ok(fences) = self.clickhouse.fences(S::NAME).await {
-                        for partition in self.batch.partitions() {
-                            if let Some(stored) = fences.get(&partition) {
-                                let fence = self.ch_fences.entry(partition).or_insert(-1);
-                                *fence = (*fence).max(*stored);
-                            }
-                        }
-                    }
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-    }
-
-    /// Applies the counters of one partition's rows above `floor`, tag by tag; a tag whose
-    /// fence lies inside the range gets only the rows above its fence. Returns the rows counted.
-    async fn store_in_redis(&self, partition: i32, floor: i64, last: i64) -> Result<u64, ProcessError> {
-        let mut pending: Vec<(i64, Option<String>)> = vec![(floor, None)];
-        let mut counted = 0u64;
-        while let Some((floor, only_tag)) = pending.pop() {
-            let mut updates = self.redis.updates();
-            let mut rows = 0u64;
-            for row in self.batch.rows_in(partition, floor) {
-                S::tally(row, &mut updates);
-                rows += 1;
-            }
-            if let Some(tag) = &only_tag {
-                updates.retain_tag(tag);
-            }
-            if updates.is_empty() {
-                continue;
-            }
-            let outcomes = with_backoff(S::NAME, "redis", self.max_backoff, || {
-                self.redis.apply(S::NAME, partition, floor + 1, last, &updates)
-            })
-            .await?;
-            if only_tag.is_none() {
-                counted = rows;
-            }
-            for (tag, outcome) in outcomes {
-                if let ApplyOutcome::Overlap { fence } = outcome {
-                    pending.push((fence, Some(tag)));
-                }
-            }
-        }
-        Ok(counted)
-    }
-
     /// Writes each partition's rows above the archive fence as Parquet files; returns the rows
     /// written.
     async fn store_in_archive(&mut self) -> Result<u64, ProcessError> {
@@ -430,27 +352,31 @@ impl<S: Source> Pipeline<S> {
         histogram!(BATCH_BYTES, "pipeline" => S::NAME).record(self.batch.bytes() as f64);
         histogram!(BATCH_AGE_SECONDS, "pipeline" => S::NAME).record(self.batch.age().as_secs_f64());
 
-        let started = Instant::now();
+        // ClickHouse and Redis are independent sinks with fences of their own: store in both at
+        // once. Either may be retried meanwhile; the commit below waits for both.
         let before = self.batch.len();
-        let stored = self.store_in_clickhouse().await?;
+        let Pipeline { clickhouse, redis, batch, ch_fences, redis_fences, max_backoff, .. } = self;
+        let max_backoff = *max_backoff;
+        let ch = async {
+            let started = Instant::now();
+            let stored = store_in_clickhouse::<S>(clickhouse, batch, ch_fences, max_backoff).await?;
+            histogram!(FLUSH_DURATION_SECONDS, "pipeline" => S::NAME, "sink" => "clickhouse")
+                .record(started.elapsed().as_secs_f64());
+            Ok::<_, ProcessError>(stored)
+        };
+        let counters = async {
+            let started = Instant::now();
+            let outcome = store_all_in_redis::<S>(redis, batch, redis_fences, max_backoff).await?;
+            histogram!(FLUSH_DURATION_SECONDS, "pipeline" => S::NAME, "sink" => "redis")
+                .record(started.elapsed().as_secs_f64());
+            Ok::<_, ProcessError>(outcome)
+        };
+        let (stored, counted) = tokio::join!(ch, counters);
+        let (stored, (counted, fences)) = (stored?, counted?);
         counter!(ROWS_STORED_TOTAL, "pipeline" => S::NAME, "sink" => "clickhouse").increment(stored as u64);
         counter!(ROWS_FENCED_TOTAL, "pipeline" => S::NAME, "sink" => "clickhouse").increment((before - stored) as u64);
-        histogram!(FLUSH_DURATION_SECONDS, "pipeline" => S::NAME, "sink" => "clickhouse")
-            .record(started.elapsed().as_secs_f64());
-
-        let started = Instant::now();
-        for partition in self.batch.partitions() {
-            let Some((first, last)) = self.batch.range(partition) else { continue };
-            let floor = self.redis_fences.get(&partition).copied().unwrap_or(-1).max(first - 1);
-            if last <= floor {
-                continue;
-            }
-            let counted = self.store_in_redis(partition, floor, last).await?;
-            counter!(ROWS_STORED_TOTAL, "pipeline" => S::NAME, "sink" => "redis").increment(counted);
-            self.redis_fences.insert(partition, last);
-        }
-        histogram!(FLUSH_DURATION_SECONDS, "pipeline" => S::NAME, "sink" => "redis")
-            .record(started.elapsed().as_secs_f64());
+        counter!(ROWS_STORED_TOTAL, "pipeline" => S::NAME, "sink" => "redis").increment(counted);
+        self.redis_fences.extend(fences);
 
         if self.archive.is_some() {
             let started = Instant::now();
@@ -472,6 +398,118 @@ impl<S: Source> Pipeline<S> {
         self.batch.clear();
         Ok(())
     }
+}
+
+/// Inserts the batch's rows above the ClickHouse fence and advances the fence; returns how
+/// many rows it stored. After a failed attempt the fence is read again from ClickHouse
+/// before the retry: an INSERT whose answer was lost (a time-out, a dropped connection) may
+/// have been stored, and must not be stored twice.
+async fn store_in_clickhouse<S: Source>(
+    clickhouse: &ClickhouseWriter,
+    batch: &Batch<S::Row>,
+    ch_fences: &mut Fences,
+    max_backoff: Duration,
+) -> Result<usize, ProcessError> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let rows: Vec<&S::Row> = batch.rows_above(&ch_fences).collect();
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        match clickhouse.insert(S::TABLE, rows.iter().copied()).await {
+            Ok(()) => {
+                let count = rows.len();
+                let mut stored = Fences::new();
+                for row in rows {
+                    let fence = stored.entry(row.partition()).or_insert(-1);
+                    *fence = (*fence).max(row.offset());
+                }
+                for (partition, offset) in stored {
+                    let fence = ch_fences.entry(partition).or_insert(-1);
+                    *fence = (*fence).max(offset);
+                }
+                return Ok(count);
+            }
+            Err(error) if error.is_retryable() => {
+                counter!(RETRIES_TOTAL, "pipeline" => S::NAME, "sink" => "clickhouse").increment(1);
+                let pause = jittered(backoff);
+                tracing::warn!(pipeline = S::NAME, %error, backoff_ms = pause.as_millis() as u64, "ClickHouse insert failed, retrying");
+                tokio::time::sleep(pause).await;
+                backoff = (backoff * 2).min(max_backoff);
+                if let Ok(fences) = clickhouse.fences(S::NAME).await {
+                    for partition in batch.partitions() {
+                        if let Some(stored) = fences.get(&partition) {
+                            let fence = ch_fences.entry(partition).or_insert(-1);
+                            *fence = (*fence).max(*stored);
+                        }
+                    }
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Applies the counters of one partition's rows above `floor`, tag by tag; a tag whose
+/// fence lies inside the range gets only the rows above its fence. Returns the rows counted.
+async fn store_in_redis<S: Source>(
+    redis: &Counters,
+    batch: &Batch<S::Row>,
+    partition: i32,
+    floor: i64,
+    last: i64,
+    max_backoff: Duration,
+) -> Result<u64, ProcessError> {
+    let mut pending: Vec<(i64, Option<String>)> = vec![(floor, None)];
+    let mut counted = 0u64;
+    while let Some((floor, only_tag)) = pending.pop() {
+        let mut updates = redis.updates();
+        let mut rows = 0u64;
+        for row in batch.rows_in(partition, floor) {
+            S::tally(row, &mut updates);
+            rows += 1;
+        }
+        if let Some(tag) = &only_tag {
+            updates.retain_tag(tag);
+        }
+        if updates.is_empty() {
+            continue;
+        }
+        let outcomes =
+            with_backoff(S::NAME, "redis", max_backoff, || redis.apply(S::NAME, partition, floor + 1, last, &updates))
+                .await?;
+        if only_tag.is_none() {
+            counted = rows;
+        }
+        for (tag, outcome) in outcomes {
+            if let ApplyOutcome::Overlap { fence } = outcome {
+                pending.push((fence, Some(tag)));
+            }
+        }
+    }
+    Ok(counted)
+}
+
+/// Applies the counters of every partition of the batch above what this process knows stored;
+/// returns the rows counted and each partition's new fence.
+async fn store_all_in_redis<S: Source>(
+    redis: &Counters,
+    batch: &Batch<S::Row>,
+    redis_fences: &Fences,
+    max_backoff: Duration,
+) -> Result<(u64, Vec<(i32, i64)>), ProcessError> {
+    let mut counted = 0;
+    let mut fences = Vec::new();
+    for partition in batch.partitions() {
+        let Some((first, last)) = batch.range(partition) else { continue };
+        let floor = redis_fences.get(&partition).copied().unwrap_or(-1).max(first - 1);
+        if last <= floor {
+            continue;
+        }
+        counted += store_in_redis::<S>(redis, batch, partition, floor, last, max_backoff).await?;
+        fences.push((partition, last));
+    }
+    Ok((counted, fences))
 }
 
 fn set_fence(fences: &mut Fences, partition: i32, fence: Option<i64>) {

@@ -70,12 +70,36 @@ struct TagUpdates {
     expire_at: BTreeMap<String, u64>,
 }
 
-/// A batch's counter updates, grouped by hash tag.
+/// One link's clicks in a batch.
+#[derive(Debug, Default)]
+struct LinkTally {
+    human: i64,
+    bot: i64,
+    /// Per day (days since the epoch): human and bot clicks, human visitor ids.
+    days: BTreeMap<u64, (i64, i64, HashSet<u64>)>,
+}
+
+/// One day's day-wide updates in a batch.
+#[derive(Debug, Default)]
+struct DayTally {
+    /// Human clicks per link.
+    top: HashMap<u64, i64>,
+    /// (status, currency) → (events, total).
+    orders: BTreeMap<(String, String), (i64, i64)>,
+    /// Units per product (paid orders).
+    items: BTreeMap<String, i64>,
+}
+
+/// A batch's counter updates, summed per link and per day as they come (cheap per event);
+/// turned into per-tag commands only when applied.
 #[derive(Debug, Default)]
 pub struct CounterUpdates {
     prefix: String,
     retention_secs: u64,
-    tags: BTreeMap<String, TagUpdates>,
+    links: BTreeMap<u64, LinkTally>,
+    days: BTreeMap<u64, DayTally>,
+    /// Only this tag is applied (a retry above one tag's fence).
+    only: Option<String>,
 }
 
 /// `YYYY-MM-DD` (UTC) of a Unix time in seconds.
@@ -85,72 +109,113 @@ pub fn day_of(unix_secs: u64) -> String {
 }
 
 impl CounterUpdates {
-    fn tag(&mut self, tag: String) -> &mut TagUpdates {
-        self.tags.entry(tag).or_default()
-    }
-
-    fn day_key(&mut self, tag: &str, key: &str, unix_secs: u64) {
-        let expire_at = (unix_secs / 86_400 + 1) * 86_400 + self.retention_secs;
-        self.tag(tag.to_string()).expire_at.insert(key.to_string(), expire_at);
-    }
-
     /// One click of `link_id` at `unix_secs`.
     pub fn click(&mut self, link_id: u64, unix_secs: u64, bot: bool, visitor_id: u64) {
-        let day = day_of(unix_secs);
-        let p = &self.prefix;
-        let (total, daily, visitors, top) = (
-            format!("{p}clicks:{{{link_id}}}"),
-            format!("{p}clicks:{{{link_id}}}:{day}"),
-            format!("{p}visitors:{{{link_id}}}:{day}"),
-            format!("{p}top:{{{day}}}"),
-        );
-        let kind = if bot { "bot" } else { "human" };
-        let link_tag = link_id.to_string();
-        let link = self.tag(link_tag.clone());
-        *link.hincr.entry((total.clone(), "total".into())).or_default() += 1;
-        *link.hincr.entry((total, kind.into())).or_default() += 1;
-        *link.hincr.entry((daily.clone(), kind.into())).or_default() += 1;
-        if !bot {
-            link.pfadd.entry(visitors.clone()).or_default().insert(visitor_id);
-        }
-        self.day_key(&link_tag, &daily, unix_secs);
-        if !bot {
-            self.day_key(&link_tag, &visitors, unix_secs);
-            *self.tag(day.clone()).zincr.entry((top.clone(), link_id.to_string())).or_default() += 1;
-            self.day_key(&day, &top, unix_secs);
+        let day = unix_secs / 86_400;
+        let link = self.links.entry(link_id).or_default();
+        let daily = link.days.entry(day).or_default();
+        if bot {
+            link.bot += 1;
+            daily.1 += 1;
+        } else {
+            link.human += 1;
+            daily.0 += 1;
+            daily.2.insert(visitor_id);
+            *self.days.entry(day).or_default().top.entry(link_id).or_default() += 1;
         }
     }
 
     /// One order event at `unix_secs`: counted and its total added by status and currency;
     /// units per product counted when the status is `paid`.
     pub fn order(&mut self, unix_secs: u64, status: &str, currency: &str, total: i64, items: &[(&str, u32)]) {
-        let day = day_of(unix_secs);
-        let (orders, units) = (format!("{}orders:{{{day}}}", self.prefix), format!("{}items:{{{day}}}", self.prefix));
-        let tag = self.tag(day.clone());
-        *tag.hincr.entry((orders.clone(), format!("count:{status}"))).or_default() += 1;
-        *tag.hincr.entry((orders.clone(), format!("revenue:{status}:{currency}"))).or_default() += total;
+        let day = self.days.entry(unix_secs / 86_400).or_default();
+        let entry = day.orders.entry((status.to_string(), currency.to_string())).or_default();
+        entry.0 += 1;
+        entry.1 += total;
         if status == "paid" {
             for (product, quantity) in items {
-                *tag.hincr.entry((units.clone(), (*product).to_string())).or_default() += i64::from(*quantity);
+                *day.items.entry((*product).to_string()).or_default() += i64::from(*quantity);
             }
-            self.day_key(&day, &units, unix_secs);
         }
-        self.day_key(&day, &orders, unix_secs);
     }
 
-    /// The hash tags touched.
-    pub fn tags(&self) -> impl Iterator<Item = &str> {
-        self.tags.keys().map(String::as_str)
+    /// The updates as commands per hash tag: a link's id, or a day's date.
+    fn tag_updates(&self) -> BTreeMap<String, TagUpdates> {
+        let p = &self.prefix;
+        let mut tags: BTreeMap<String, TagUpdates> = BTreeMap::new();
+        let mut dates: HashMap<u64, String> = HashMap::new();
+        let mut date = |day: u64| dates.entry(day).or_insert_with(|| day_of(day * 86_400)).clone();
+        let expiry = |day: u64| (day + 1) * 86_400 + self.retention_secs;
+        let wanted = |tag: &str| self.only.as_deref().is_none_or(|only| only == tag);
+        for (link_id, tally) in &self.links {
+            let tag = link_id.to_string();
+            if !wanted(&tag) {
+                continue;
+            }
+            let t = tags.entry(tag).or_default();
+            let total = format!("{p}clicks:{{{link_id}}}");
+            t.hincr.insert((total.clone(), "total".into()), tally.human + tally.bot);
+            for (field, n) in [("human", tally.human), ("bot", tally.bot)] {
+                if n > 0 {
+                    t.hincr.insert((total.clone(), field.into()), n);
+                }
+            }
+            for (day, (human, bot, visitors)) in &tally.days {
+                let d = date(*day);
+                let daily = format!("{p}clicks:{{{link_id}}}:{d}");
+                for (field, n) in [("human", *human), ("bot", *bot)] {
+                    if n > 0 {
+                        t.hincr.insert((daily.clone(), field.into()), n);
+                    }
+                }
+                t.expire_at.insert(daily, expiry(*day));
+                if !visitors.is_empty() {
+                    let key = format!("{p}visitors:{{{link_id}}}:{d}");
+                    t.pfadd.insert(key.clone(), visitors.clone());
+                    t.expire_at.insert(key, expiry(*day));
+                }
+            }
+        }
+        for (day, tally) in &self.days {
+            let d = date(*day);
+            if !wanted(&d) {
+                continue;
+            }
+            let t = tags.entry(d.clone()).or_default();
+            if !tally.top.is_empty() {
+                let top = format!("{p}top:{{{d}}}");
+                for (link_id, n) in &tally.top {
+                    t.zincr.insert((top.clone(), link_id.to_string()), *n);
+                }
+                t.expire_at.insert(top, expiry(*day));
+            }
+            if !tally.orders.is_empty() {
+                let orders = format!("{p}orders:{{{d}}}");
+                for ((status, currency), (count, revenue)) in &tally.orders {
+                    *t.hincr.entry((orders.clone(), format!("count:{status}"))).or_default() += count;
+                    *t.hincr.entry((orders.clone(), format!("revenue:{status}:{currency}"))).or_default() += revenue;
+                }
+                t.expire_at.insert(orders, expiry(*day));
+            }
+            if !tally.items.is_empty() {
+                let items = format!("{p}items:{{{d}}}");
+                for (product, n) in &tally.items {
+                    t.hincr.insert((items.clone(), product.clone()), *n);
+                }
+                t.expire_at.insert(items, expiry(*day));
+            }
+        }
+        tags
     }
 
     /// Whether nothing is to be applied.
     pub fn is_empty(&self) -> bool {
-        self.tags.is_empty()
+        self.links.is_empty() && self.days.is_empty()
     }
 
     /// Keeps only the updates of `tag`.
     pub fn retain_tag(&mut self, tag: &str) {
-        self.tags.retain(|t, _| t == tag);
+        self.only = Some(tag.to_string());
     }
 }
 
@@ -177,7 +242,7 @@ impl Counters {
         CounterUpdates {
             prefix: self.config.prefix.clone(),
             retention_secs: u64::from(self.retention_days) * 86_400,
-            tags: BTreeMap::new(),
+            ..CounterUpdates::default()
         }
     }
 
@@ -233,7 +298,8 @@ impl Counters {
         updates: &CounterUpdates,
     ) -> Result<Vec<(String, ApplyOutcome)>, SinkError> {
         let field = format!("{source}:{partition}");
-        let tags: Vec<(&String, &TagUpdates)> = updates.tags.iter().collect();
+        let tag_updates = updates.tag_updates();
+        let tags: Vec<(&String, &TagUpdates)> = tag_updates.iter().collect();
         let mut outcomes = Vec::with_capacity(tags.len());
         for chunk in tags.chunks(PIPELINE_DEPTH) {
             let mut pipe = redis::pipe();
@@ -310,7 +376,7 @@ mod tests {
     use super::*;
 
     fn updates() -> CounterUpdates {
-        CounterUpdates { prefix: "p:".into(), retention_secs: 86_400, tags: BTreeMap::new() }
+        CounterUpdates { prefix: "p:".into(), retention_secs: 86_400, ..CounterUpdates::default() }
     }
 
     #[test]
@@ -328,16 +394,17 @@ mod tests {
         u.click(42, t, false, 1);
         u.click(42, t, false, 1);
         u.click(42, t, true, 2);
-        let link = &u.tags["42"];
+        let tags = u.tag_updates();
+        let link = &tags["42"];
         assert_eq!(link.hincr[&("p:clicks:{42}".into(), "total".into())], 3);
         assert_eq!(link.hincr[&("p:clicks:{42}".into(), "human".into())], 2);
         assert_eq!(link.hincr[&("p:clicks:{42}:2023-11-14".into(), "bot".into())], 1);
         assert_eq!(link.pfadd["p:visitors:{42}:2023-11-14"], HashSet::from([1]));
         assert_eq!(link.expire_at["p:clicks:{42}:2023-11-14"], 1_700_006_400 + 86_400);
         assert!(!link.expire_at.contains_key("p:clicks:{42}"), "totals never expire");
-        assert_eq!(u.tags["2023-11-14"].zincr[&("p:top:{2023-11-14}".into(), "42".into())], 2);
+        assert_eq!(tags["2023-11-14"].zincr[&("p:top:{2023-11-14}".into(), "42".into())], 2);
         u.retain_tag("42");
-        assert_eq!(u.tags().collect::<Vec<_>>(), ["42"]);
+        assert_eq!(u.tag_updates().keys().collect::<Vec<_>>(), ["42"]);
     }
 
     #[test]
@@ -345,7 +412,8 @@ mod tests {
         let mut u = updates();
         u.order(1_700_000_000, "paid", "EUR", 3665, &[("p1", 2), ("p2", 1)]);
         u.order(1_700_000_000, "created", "EUR", 100, &[("p1", 5)]);
-        let day = &u.tags["2023-11-14"];
+        let tags = u.tag_updates();
+        let day = &tags["2023-11-14"];
         assert_eq!(day.hincr[&("p:orders:{2023-11-14}".into(), "count:paid".into())], 1);
         assert_eq!(day.hincr[&("p:orders:{2023-11-14}".into(), "revenue:paid:EUR".into())], 3665);
         assert_eq!(day.hincr[&("p:items:{2023-11-14}".into(), "p1".into())], 2);

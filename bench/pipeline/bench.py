@@ -1,0 +1,157 @@
+"""bench/pipeline: one run, four contenders, on the same preloaded clicks topic.
+
+(a) source limit: a bare rdkafka consumer (bench/pipeline drain) reading every event;
+(b) sink limit:   clickhouse-client inserting the same rows (exported from (d)) from a file
+                  into a fresh `clicks` table with its views;
+(c) baseline:     a Python consumer (confluent-kafka → clickhouse-connect/-driver);
+(d) Runnel:       `runnel process --pipelines clicks` (ClickHouse + Redis, fenced).
+
+For each: events/s (events ÷ wall seconds from start to the last event stored or read),
+CPU-seconds per million events and peak RSS of its process, and the CPU the ClickHouse server
+and the broker spent meanwhile. Run by bench/pipeline/run.sh.
+"""
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EVENTS = int(sys.argv[1]) if len(sys.argv) > 1 else 2_000_000
+TARGET = os.environ["CARGO_TARGET_DIR"] + "/release"
+CH_URL = os.environ.get("RUNNEL_CLICKHOUSE_URL", "http://127.0.0.1:8123")
+RUN = f"bench{int(time.time())}"
+ENV = dict(os.environ, RUNNEL_TOPIC_PREFIX=f"{RUN}.", RUNNEL_GROUP_PREFIX=f"{RUN}-", RUNNEL_REDIS_PREFIX=f"{RUN}:",
+           RUNNEL_KAFKA_FETCH_WAIT_MS=os.environ.get("RUNNEL_KAFKA_FETCH_WAIT_MS", "100"),
+           RUNNEL_PROCESS_METRICS_ADDR="127.0.0.1:0", RUST_LOG="warn")
+
+
+def log(text):
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+def ch(sql, database=None):
+    url = CH_URL + "/?" + ("database=" + database + "&" if database else "")
+    request = urllib.request.Request(url, data=sql.encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=600) as response:
+        return response.read().decode().strip()
+
+
+def pid_of(path):
+    try:
+        return int(open(os.path.join(ROOT, path)).read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+SERVERS = {"clickhouse": pid_of(".stack/clickhouse/server.pid"), "broker": pid_of(".stack/kafka/tansu.pid")}
+
+
+def cpu_of(pid):
+    """CPU seconds a running process has used (utime + stime)."""
+    if not pid:
+        return 0.0
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
+def measure(name, argv, done=None, env=ENV, stdin=None):
+    """Runs argv; the run ends when it exits, or when done() says so (then it gets SIGTERM).
+    Returns a result row."""
+    servers = {k: cpu_of(p) for k, p in SERVERS.items()}
+    started = time.monotonic()
+    process = subprocess.Popen(argv, env=env, stdin=stdin, stderr=subprocess.PIPE if done else None)
+    if done:
+        while not done():
+            if process.poll() is not None:
+                sys.exit(f"{name} exited early: {process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.1)
+        wall = time.monotonic() - started
+        process.send_signal(signal.SIGTERM)
+        _, status, usage = os.wait4(process.pid, 0)
+    else:
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.monotonic() - started
+        if status != 0:
+            sys.exit(f"{name} failed with status {status}")
+    server_cpu = {k: cpu_of(p) - servers[k] for k, p in SERVERS.items()}
+    cpu = usage.ru_utime + usage.ru_stime
+    row = {"name": name, "events_per_s": EVENTS / wall, "wall_s": wall, "cpu_s_per_m": cpu / EVENTS * 1e6,
+           "cpu_us_per_event": cpu / EVENTS * 1e6, "peak_rss_mb": usage.ru_maxrss / 1024,
+           "clickhouse_cpu_s": server_cpu["clickhouse"], "broker_cpu_s": server_cpu["broker"]}
+    log(f"{name}: {row['events_per_s']:,.0f} events/s, {cpu:.1f} CPU-s, {row['peak_rss_mb']:.0f} MB peak RSS")
+    return row
+
+
+def migrate(database):
+    subprocess.run([f"{TARGET}/runnel", "migrate"], env=dict(ENV, RUNNEL_CLICKHOUSE_DATABASE=database),
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def stored(database):
+    return lambda: int(ch("SELECT count() FROM clicks", database) or 0) >= EVENTS
+
+
+def main():
+    subprocess.run([f"{TARGET}/runnel", "topics"], env=ENV, check=True, stdout=subprocess.DEVNULL)
+    log(f"preloading {EVENTS:,} click events into {RUN}.clicks")
+    subprocess.run([f"{TARGET}/preload", str(EVENTS)], env=ENV, check=True)
+    rows = []
+
+    rows.append(measure("(a) bare rdkafka consumer", [f"{TARGET}/drain", str(EVENTS)]))
+
+    db_d = f"{RUN}_runnel"
+    migrate(db_d)
+    rows.append(measure("(d) runnel process", [f"{TARGET}/runnel", "process", "--pipelines", "clicks"],
+                        done=stored(db_d), env=dict(ENV, RUNNEL_CLICKHOUSE_DATABASE=db_d)))
+
+    export = os.path.join(ROOT, ".stack", f"{RUN}.native")
+    with open(export, "wb") as out:
+        subprocess.run(["clickhouse-client", "--database", db_d, "--query", "SELECT * FROM clicks FORMAT Native"],
+                       stdout=out, check=True)
+    db_b = f"{RUN}_client"
+    migrate(db_b)
+    with open(export, "rb") as rows_file:
+        rows.append(measure("(b) clickhouse-client from a file",
+                            ["clickhouse-client", "--database", db_b, "--query", "INSERT INTO clicks FORMAT Native"],
+                            stdin=rows_file))
+    os.remove(export)
+    assert int(ch("SELECT count() FROM clicks", db_b)) == EVENTS
+
+    db_c = f"{RUN}_python"
+    migrate(db_c)
+    rows.append(measure("(c) Python consumer", [sys.executable, os.path.join(ROOT, "bench/baselines/consumer.py"),
+                                                 str(EVENTS)],
+                        env=dict(ENV, RUNNEL_CLICKHOUSE_DATABASE=db_c, RUNNEL_GROUP_PREFIX=f"{RUN}-python-")))
+
+    # Runnel stored each event once, and the views agree.
+    counts = ch(f"SELECT count(), uniqExact(event_id) FROM clicks", db_d).split()
+    view = ch("SELECT countMerge(clicks) FROM clicks_daily_by_link", db_d)
+    assert counts == [str(EVENTS), str(EVENTS)] and view == str(EVENTS), (counts, view)
+    for db in (db_d, db_b, db_c):
+        ch(f"DROP DATABASE IF EXISTS {db}")
+
+    by = {r["name"][:3]: r for r in rows}
+    limit = min(by["(a)"]["events_per_s"], by["(b)"]["events_per_s"])
+    print(f"\nbench/pipeline: {EVENTS:,} click events, topic {RUN}.clicks (12 partitions), "
+          f"fetch.wait.max.ms={ENV['RUNNEL_KAFKA_FETCH_WAIT_MS']}\n")
+    print(f"| contender | events/s | CPU-s per M events | peak RSS MB | ClickHouse server CPU-s | broker CPU-s |")
+    print("|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: r["name"]):
+        print(f"| {r['name']} | {r['events_per_s']:,.0f} | {r['cpu_s_per_m']:.2f} | {r['peak_rss_mb']:.0f} | "
+              f"{r['clickhouse_cpu_s']:.1f} | {r['broker_cpu_s']:.1f} |")
+    d = by["(d)"]
+    print(f"\nRunnel vs min(source, sink): {d['events_per_s'] / limit:.2f}× (target ≥ 0.50×)")
+    print(f"Runnel vs Python baseline:   {d['events_per_s'] / by['(c)']['events_per_s']:.2f}× (target ≥ 3×)")
+    print(f"Runnel CPU per event:        {d['cpu_us_per_event']:.2f} µs (target ≤ 2 µs)")
+    json.dump(rows, open(os.path.join(ROOT, ".stack", "bench-pipeline.json"), "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()
