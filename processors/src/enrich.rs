@@ -208,6 +208,8 @@ pub(crate) struct GeoError {
 pub(crate) struct Enricher {
     parser: woothee::parser::Parser,
     agents: HashMap<String, Agent>,
+    /// Referrer → (host, channel), bounded like the agents.
+    referrers: HashMap<String, (String, &'static str)>,
     geo: Option<maxminddb::Reader<Vec<u8>>>,
     secret: [u8; 32],
     /// The day the visitor key below belongs to, and the key.
@@ -224,7 +226,15 @@ pub(crate) fn open_geoip(path: &Path) -> Result<maxminddb::Reader<Vec<u8>>, GeoE
 impl Enricher {
     /// An enricher keyed by `secret` (visitor ids are a keyed hash; the key changes daily).
     pub(crate) fn new(secret: [u8; 32], geo: Option<maxminddb::Reader<Vec<u8>>>, store_ip: bool) -> Self {
-        Self { parser: woothee::parser::Parser::new(), agents: HashMap::new(), geo, secret, day_key: None, store_ip }
+        Self {
+            parser: woothee::parser::Parser::new(),
+            agents: HashMap::new(),
+            referrers: HashMap::new(),
+            geo,
+            secret,
+            day_key: None,
+            store_ip,
+        }
     }
 
     fn agent(&mut self, ua: &str) -> Agent {
@@ -237,6 +247,18 @@ impl Enricher {
         }
         self.agents.insert(ua.to_string(), agent.clone());
         agent
+    }
+
+    fn referrer(&mut self, text: &str) -> (String, &'static str) {
+        if let Some((host, channel)) = self.referrers.get(text) {
+            return (host.clone(), channel);
+        }
+        let parsed = referrer(text);
+        if self.referrers.len() >= AGENT_CACHE {
+            self.referrers.clear();
+        }
+        self.referrers.insert(text.to_string(), parsed.clone());
+        parsed
     }
 
     /// Country and city from the GeoIP database, else the edge's CDN country.
@@ -280,7 +302,7 @@ impl Enricher {
         let agent = self.agent(&event.ua);
         let bot = agent.bot || event.method == "HEAD";
         let (country, city) = self.place(&event.ip, &event.country);
-        let (referrer_host, referrer_channel) = referrer(&event.referrer);
+        let (referrer_host, referrer_channel) = self.referrer(&event.referrer);
         let [utm_source, utm_medium, utm_campaign, utm_term, utm_content] = campaign(&event.q, event.utm.as_ref());
         let channel = match referrer_channel {
             "search" | "social" | "email" => referrer_channel,

@@ -412,7 +412,7 @@ async fn store_in_clickhouse<S: Source>(
 ) -> Result<usize, ProcessError> {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let rows: Vec<&S::Row> = batch.rows_above(&ch_fences).collect();
+        let rows: Vec<&S::Row> = batch.rows_above(ch_fences).collect();
         if rows.is_empty() {
             return Ok(0);
         }

@@ -108,7 +108,7 @@ fn main() -> anyhow::Result<()> {
             counts[partition] = 0;
         }
         sent += 1;
-        if sent % 200_000 == 0 {
+        if sent.is_multiple_of(200_000) {
             eprintln!(
                 "preload: {sent} of {events} events ({:.0} events/s)",
                 sent as f64 / started.elapsed().as_secs_f64()
