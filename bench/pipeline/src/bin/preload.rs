@@ -98,7 +98,7 @@ fn main() -> anyhow::Result<()> {
             ip: &ip_text[rng.random_range(0..ip_text.len())],
             country: COUNTRIES.choose(&mut rng).expect("countries"),
             q: QUERIES.choose(&mut rng).expect("queries"),
-            utm: (link_id % 5 == 0).then_some(&utm),
+            utm: link_id.is_multiple_of(5).then_some(&utm),
         };
         click.encode_line(&mut pending[partition]);
         counts[partition] += 1;
