@@ -219,6 +219,31 @@ impl CounterUpdates {
     }
 }
 
+/// The script's index of `key` (`KEYS[2..]`), naming it on first use.
+fn key_index<'a>(keys: &mut Vec<&'a str>, index: &mut HashMap<&'a str, usize>, key: &'a str) -> usize {
+    *index.entry(key).or_insert_with(|| {
+        keys.push(key);
+        keys.len() + 1
+    })
+}
+
+/// A script argument, formatted by the client straight into the request.
+enum Arg<'a> {
+    Text(&'a str),
+    Int(i64),
+    Uint(u64),
+}
+
+impl redis::ToRedisArgs for Arg<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        match self {
+            Arg::Text(text) => text.write_redis_args(out),
+            Arg::Int(n) => n.write_redis_args(out),
+            Arg::Uint(n) => n.write_redis_args(out),
+        }
+    }
+}
+
 /// The counters of one deployment (one key prefix).
 #[derive(Clone)]
 pub struct Counters {
@@ -247,39 +272,31 @@ impl Counters {
     }
 
     fn invocation(&self, field: &str, first: i64, last: i64, tag: &str, updates: &TagUpdates) -> redis::Cmd {
-        // KEYS[1] is the fence; each counter key is named once and referred to by index.
-        let mut owned_keys: Vec<String> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
-        let mut key_of = |key: &str, keys: &mut Vec<String>| -> usize {
-            if let Some(i) = index.get(key) {
-                return *i;
-            }
-            keys.push(key.to_string());
-            let i = keys.len() + 1;
-            index.insert(key.to_string(), i);
-            i
-        };
-        let mut args: Vec<String> = vec![field.to_string(), first.to_string(), last.to_string()];
+        // KEYS[1] is the fence; each counter key is named once and referred to by its index.
+        let mut keys: Vec<&str> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut key_of = |key| key_index(&mut keys, &mut index, key);
+        // (op, key index, a, b), written straight into the command below.
+        let mut ops: Vec<(&str, usize, Arg<'_>, Arg<'_>)> = Vec::new();
         for ((key, f), by) in &updates.hincr {
-            let k = key_of(key, &mut owned_keys);
-            args.extend(["h".into(), k.to_string(), f.clone(), by.to_string()]);
+            ops.push(("h", key_of(key), Arg::Text(f), Arg::Int(*by)));
         }
         for ((key, member), by) in &updates.zincr {
-            let k = key_of(key, &mut owned_keys);
-            args.extend(["z".into(), k.to_string(), member.clone(), by.to_string()]);
+            ops.push(("z", key_of(key), Arg::Text(member), Arg::Int(*by)));
         }
         for (key, members) in &updates.pfadd {
-            let k = key_of(key, &mut owned_keys);
-            for m in members {
-                args.extend(["p".into(), k.to_string(), m.to_string(), String::new()]);
-            }
+            let k = key_of(key);
+            ops.extend(members.iter().map(|m| ("p", k, Arg::Uint(*m), Arg::Text(""))));
         }
         for (key, at) in &updates.expire_at {
-            let k = key_of(key, &mut owned_keys);
-            args.extend(["x".into(), k.to_string(), at.to_string(), String::new()]);
+            ops.push(("x", key_of(key), Arg::Uint(*at), Arg::Text("")));
         }
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.script.get_hash()).arg(owned_keys.len() + 1).arg(self.fence_key(tag)).arg(&owned_keys).arg(&args);
+        cmd.arg(self.script.get_hash()).arg(keys.len() + 1).arg(self.fence_key(tag)).arg(&keys);
+        cmd.arg(field).arg(first).arg(last);
+        for (op, k, a, b) in ops {
+            cmd.arg(op).arg(k).arg(a).arg(b);
+        }
         cmd
     }
 
