@@ -35,6 +35,8 @@ async fn with_redis_stopped_and_started_every_click_is_counted_once() {
     env.set("RUNNEL_REDIS_URL", redis.url.clone());
     env.set("RUNNEL_BATCH_MAX_AGE_MS", "200");
     env.set("RUNNEL_RETRY_MAX_BACKOFF_MS", "1000");
+    // A flush lets go of its batch after 2 s of failing and reads it again.
+    env.set("RUNNEL_SINK_GIVE_UP_MS", "2000");
     env.prepare();
     let _edge = env.spawn_edge().await;
     let mut processor = env.spawn_processor();
@@ -47,12 +49,22 @@ async fn with_redis_stopped_and_started_every_click_is_counted_once() {
     redis.stop();
     // The edge keeps redirecting from its cache while the link index is away.
     follow(&env, &code, 200, BROWSER).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
     assert!(
         processor.child.try_wait().unwrap().is_none(),
         "the processor waits for Redis instead of exiting:\n{}",
         processor.log_text()
     );
+    // ClickHouse, a sink of its own, kept up; the batch Redis refused was let go and read again.
+    assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, 300);
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", env.metrics_port)).await.unwrap();
+    let text = metrics.text().await.unwrap();
+    let read_again = text
+        .lines()
+        .find_map(|l| l.strip_prefix("runnel_processor_batches_read_again_total{pipeline=\"clicks\"} "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(read_again >= 1, "batches read again: {read_again}\n{text}");
     redis.restart();
     assert_exactly(&env, link_id, 300).await;
 }

@@ -44,6 +44,11 @@ pub struct ProcessConfig {
     /// Longest pause between retries of a failing sink, in milliseconds.
     #[arg(long, env = "RUNNEL_RETRY_MAX_BACKOFF_MS", default_value_t = 30_000)]
     pub retry_max_backoff_ms: u64,
+    /// How long one flush keeps retrying failing sinks before it lets go of the batch and reads
+    /// it again from Kafka, in milliseconds. Keeps the processor polling, hence in its group,
+    /// through long outages (the group's poll interval is set to this plus a minute).
+    #[arg(long, env = "RUNNEL_SINK_GIVE_UP_MS", default_value_t = 240_000)]
+    pub sink_give_up_ms: u64,
     /// Consumer-group session timeout, in milliseconds: how long the group waits for a
     /// processor that vanished (crash, kill -9) before handing its partitions to the others.
     #[arg(long, env = "RUNNEL_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]

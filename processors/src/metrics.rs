@@ -25,6 +25,9 @@ pub(crate) const BATCH_AGE_SECONDS: &str = "runnel_processor_batch_age_seconds";
 /// when nothing is committed yet), by pipeline and partition, from librdkafka's statistics
 /// every 5 s (gauge).
 pub(crate) const CONSUMER_LAG: &str = "runnel_processor_consumer_lag";
+/// Batches given up after `RUNNEL_SINK_GIVE_UP_MS` of failing sinks and read again, by
+/// pipeline (counter).
+pub(crate) const BATCHES_READ_AGAIN_TOTAL: &str = "runnel_processor_batches_read_again_total";
 /// Sink retries by pipeline and sink (counter).
 pub(crate) const RETRIES_TOTAL: &str = "runnel_processor_retries_total";
 /// Messages sent to the dead-letter topic, by pipeline and reason (counter).
@@ -43,6 +46,7 @@ pub(crate) fn describe() {
     metrics::describe_gauge!(CONSUMER_LAG, "Messages between the committed offset and the partition's end");
     describe_counter!(MESSAGES_SKIPPED_TOTAL, "Messages skipped whole because every sink's fence covers them");
     describe_counter!(RETRIES_TOTAL, "Retries of failing sink operations");
+    describe_counter!(BATCHES_READ_AGAIN_TOTAL, "Batches given up after failing sinks and read again");
     describe_counter!(DLQ_TOTAL, "Messages sent to the dead-letter topic");
 }
 

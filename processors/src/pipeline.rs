@@ -24,10 +24,11 @@ use crate::batch::{Batch, Stored};
 use crate::dedup::RecentIds;
 use crate::dlq::{DeadLetters, Source as DlqSource};
 use crate::metrics::{
-    BATCH_AGE_SECONDS, BATCH_BYTES, BATCH_ROWS, CONSUMER_LAG, DUPLICATES_TOTAL, EVENTS_CONSUMED_TOTAL,
-    FLUSH_DURATION_SECONDS, MESSAGES_SKIPPED_TOTAL, RETRIES_TOTAL, ROWS_FENCED_TOTAL, ROWS_STORED_TOTAL,
+    BATCH_AGE_SECONDS, BATCH_BYTES, BATCH_ROWS, BATCHES_READ_AGAIN_TOTAL, CONSUMER_LAG, DUPLICATES_TOTAL,
+    EVENTS_CONSUMED_TOTAL, FLUSH_DURATION_SECONDS, MESSAGES_SKIPPED_TOTAL, RETRIES_TOTAL, ROWS_FENCED_TOTAL,
+    ROWS_STORED_TOTAL,
 };
-use crate::retry::{jittered, with_backoff};
+use crate::retry::{jittered, with_backoff, with_backoff_until};
 use crate::{ProcessConfig, ProcessError};
 
 /// What makes one event pipeline: its topic, its row, its table and its counters.
@@ -129,6 +130,8 @@ struct Pipeline<S: Source> {
     max_bytes: usize,
     max_age: Duration,
     max_backoff: Duration,
+    /// How long one flush may keep retrying before the batch is given up and read again.
+    give_up: Duration,
 }
 
 /// Runs the pipeline of `source` until `shutdown` completes; then stores and commits what it holds.
@@ -147,6 +150,8 @@ pub(crate) async fn run<S: Source>(
         .set("enable.partition.eof", "false")
         .set("statistics.interval.ms", "5000")
         .set("fetch.wait.max.ms", config.kafka_fetch_wait_ms.to_string())
+        // The group waits this long for a poll; a flush gives up well before it.
+        .set("max.poll.interval.ms", (config.sink_give_up_ms + 60_000).max(300_000).to_string())
         .set("session.timeout.ms", config.kafka_session_timeout_ms.to_string());
     // Static membership: a restarted processor reclaims its partitions at once. Besides being
     // faster, it sidesteps tansu 0.6 keeping a killed dynamic member as group leader.
@@ -182,6 +187,7 @@ pub(crate) async fn run<S: Source>(
         max_bytes: config.batch_max_bytes,
         max_age: Duration::from_millis(config.batch_max_age_ms),
         max_backoff: Duration::from_millis(config.retry_max_backoff_ms),
+        give_up: Duration::from_millis(config.sink_give_up_ms),
     };
     tracing::info!(pipeline = S::NAME, topic = %pipeline.topic, instance = %config.instance_id(), "pipeline started");
     let result = pipeline.run(shutdown).await;
@@ -219,7 +225,14 @@ impl<S: Source> Pipeline<S> {
                 || self.batch.bytes() >= self.max_bytes
                 || (!self.batch.is_empty() && self.batch.age() >= self.max_age)
             {
-                self.flush().await?;
+                match self.flush().await {
+                    Ok(()) => {}
+                    // A sink still failing after RUNNEL_SINK_GIVE_UP_MS: let go of the batch and
+                    // read it again, so the group keeps this processor (it polls again) and no
+                    // other processor stores these partitions while this one still tries.
+                    Err(ProcessError::Sink(error)) if error.is_retryable() => self.read_again(&error)?,
+                    Err(error) => return Err(error),
+                }
             }
         }
         // Drain: store what is held, commit synchronously, leave the group.
@@ -316,9 +329,26 @@ impl<S: Source> Pipeline<S> {
         counter!(EVENTS_CONSUMED_TOTAL, "pipeline" => S::NAME).increment(decoded);
     }
 
+    /// Drops the batch unstored and seeks its partitions back to its first messages; the fences
+    /// skip whatever a sink stored of it meanwhile.
+    fn read_again(&mut self, error: &sinks::SinkError) -> Result<(), ProcessError> {
+        tracing::warn!(pipeline = S::NAME, %error, give_up_ms = self.give_up.as_millis() as u64, "a sink is still failing; the batch will be read again");
+        counter!(BATCHES_READ_AGAIN_TOTAL, "pipeline" => S::NAME).increment(1);
+        let partitions = self.batch.partitions();
+        let firsts: Vec<(i32, i64)> =
+            partitions.iter().filter_map(|p| self.batch.range(*p).map(|(first, _)| (*p, first))).collect();
+        for id in self.batch.drop_partitions(&partitions) {
+            self.recent.forget(id);
+        }
+        for (partition, first) in firsts {
+            self.consumer.seek(&self.topic, partition, Offset::Offset(first), Duration::from_secs(10))?;
+        }
+        Ok(())
+    }
+
     /// Writes each partition's rows above the archive fence as Parquet files; returns the rows
     /// written.
-    async fn store_in_archive(&mut self) -> Result<u64, ProcessError> {
+    async fn store_in_archive(&mut self, deadline: Instant) -> Result<u64, ProcessError> {
         let Some(archive) = &self.archive else { return Ok(0) };
         let mut written = 0u64;
         for partition in self.batch.partitions() {
@@ -330,7 +360,7 @@ impl<S: Source> Pipeline<S> {
             let rows: Vec<(u32, &S::Row)> = self.batch.rows_in(partition, floor).map(|r| (r.event_time(), r)).collect();
             let topic = &self.topic;
             // Encoding and file writes block: off the async workers.
-            with_backoff(S::NAME, "archive", self.max_backoff, || {
+            with_backoff_until(S::NAME, "archive", self.max_backoff, Some(deadline), || {
                 std::future::ready(tokio::task::block_in_place(|| {
                     archive.write(topic, partition, floor + 1, last, &rows)
                 }))
@@ -355,18 +385,19 @@ impl<S: Source> Pipeline<S> {
         // ClickHouse and Redis are independent sinks with fences of their own: store in both at
         // once. Either may be retried meanwhile; the commit below waits for both.
         let before = self.batch.len();
+        let deadline = Instant::now() + self.give_up;
         let Pipeline { clickhouse, redis, batch, ch_fences, redis_fences, max_backoff, .. } = self;
         let max_backoff = *max_backoff;
         let ch = async {
             let started = Instant::now();
-            let stored = store_in_clickhouse::<S>(clickhouse, batch, ch_fences, max_backoff).await?;
+            let stored = store_in_clickhouse::<S>(clickhouse, batch, ch_fences, max_backoff, deadline).await?;
             histogram!(FLUSH_DURATION_SECONDS, "pipeline" => S::NAME, "sink" => "clickhouse")
                 .record(started.elapsed().as_secs_f64());
             Ok::<_, ProcessError>(stored)
         };
         let counters = async {
             let started = Instant::now();
-            let outcome = store_all_in_redis::<S>(redis, batch, redis_fences, max_backoff).await?;
+            let outcome = store_all_in_redis::<S>(redis, batch, redis_fences, max_backoff, deadline).await?;
             histogram!(FLUSH_DURATION_SECONDS, "pipeline" => S::NAME, "sink" => "redis")
                 .record(started.elapsed().as_secs_f64());
             Ok::<_, ProcessError>(outcome)
@@ -380,7 +411,7 @@ impl<S: Source> Pipeline<S> {
 
         if self.archive.is_some() {
             let started = Instant::now();
-            let archived = self.store_in_archive().await?;
+            let archived = self.store_in_archive(deadline).await?;
             counter!(ROWS_STORED_TOTAL, "pipeline" => S::NAME, "sink" => "archive").increment(archived);
             histogram!(FLUSH_DURATION_SECONDS, "pipeline" => S::NAME, "sink" => "archive")
                 .record(started.elapsed().as_secs_f64());
@@ -409,6 +440,7 @@ async fn store_in_clickhouse<S: Source>(
     batch: &Batch<S::Row>,
     ch_fences: &mut Fences,
     max_backoff: Duration,
+    deadline: Instant,
 ) -> Result<usize, ProcessError> {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -430,6 +462,7 @@ async fn store_in_clickhouse<S: Source>(
                 }
                 return Ok(count);
             }
+            Err(error) if error.is_retryable() && Instant::now() >= deadline => return Err(error.into()),
             Err(error) if error.is_retryable() => {
                 counter!(RETRIES_TOTAL, "pipeline" => S::NAME, "sink" => "clickhouse").increment(1);
                 let pause = jittered(backoff);
@@ -459,6 +492,7 @@ async fn store_in_redis<S: Source>(
     floor: i64,
     last: i64,
     max_backoff: Duration,
+    deadline: Instant,
 ) -> Result<u64, ProcessError> {
     let mut pending: Vec<(i64, Option<String>)> = vec![(floor, None)];
     let mut counted = 0u64;
@@ -475,9 +509,10 @@ async fn store_in_redis<S: Source>(
         if updates.is_empty() {
             continue;
         }
-        let outcomes =
-            with_backoff(S::NAME, "redis", max_backoff, || redis.apply(S::NAME, partition, floor + 1, last, &updates))
-                .await?;
+        let outcomes = with_backoff_until(S::NAME, "redis", max_backoff, Some(deadline), || {
+            redis.apply(S::NAME, partition, floor + 1, last, &updates)
+        })
+        .await?;
         if only_tag.is_none() {
             counted = rows;
         }
@@ -497,6 +532,7 @@ async fn store_all_in_redis<S: Source>(
     batch: &Batch<S::Row>,
     redis_fences: &Fences,
     max_backoff: Duration,
+    deadline: Instant,
 ) -> Result<(u64, Vec<(i32, i64)>), ProcessError> {
     let mut counted = 0;
     let mut fences = Vec::new();
@@ -506,7 +542,7 @@ async fn store_all_in_redis<S: Source>(
         if last <= floor {
             continue;
         }
-        counted += store_in_redis::<S>(redis, batch, partition, floor, last, max_backoff).await?;
+        counted += store_in_redis::<S>(redis, batch, partition, floor, last, max_backoff, deadline).await?;
         fences.push((partition, last));
     }
     Ok((counted, fences))

@@ -3,7 +3,7 @@
 //! past unstored data.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use metrics::counter;
 use sinks::SinkError;
@@ -15,6 +15,22 @@ pub(crate) async fn with_backoff<T, F, Fut>(
     pipeline: &'static str,
     sink: &'static str,
     max_backoff: Duration,
+    op: F,
+) -> Result<T, SinkError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SinkError>>,
+{
+    with_backoff_until(pipeline, sink, max_backoff, None, op).await
+}
+
+/// Calls `op` until it succeeds, fails permanently, or (with a deadline) still fails with a
+/// retryable error once the deadline has passed; that error is returned.
+pub(crate) async fn with_backoff_until<T, F, Fut>(
+    pipeline: &'static str,
+    sink: &'static str,
+    max_backoff: Duration,
+    deadline: Option<Instant>,
     mut op: F,
 ) -> Result<T, SinkError>
 where
@@ -25,6 +41,7 @@ where
     loop {
         match op().await {
             Ok(value) => return Ok(value),
+            Err(error) if error.is_retryable() && deadline.is_some_and(|d| Instant::now() >= d) => return Err(error),
             Err(error) if error.is_retryable() => {
                 counter!(RETRIES_TOTAL, "pipeline" => pipeline, "sink" => sink).increment(1);
                 let jittered = jittered(backoff);
