@@ -59,11 +59,7 @@ async fn with_redis_stopped_and_started_every_click_is_counted_once() {
     assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, 300);
     let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", env.metrics_port)).await.unwrap();
     let text = metrics.text().await.unwrap();
-    let read_again = text
-        .lines()
-        .find_map(|l| l.strip_prefix("runnel_processor_batches_read_again_total{pipeline=\"clicks\"} "))
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
+    let read_again = common::metric(&text, "runnel_processor_batches_read_again_total{pipeline=\"clicks\"}");
     assert!(read_again >= 1, "batches read again: {read_again}\n{text}");
     redis.restart();
     assert_exactly(&env, link_id, 300).await;

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{BROWSER, PrivateBroker, TestEnv, create_link, eventually, follow, http, read_topic};
+use common::{BROWSER, PrivateBroker, TestEnv, create_link, eventually, follow, http, metric, read_topic};
 use rdkafka::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,15 +75,6 @@ async fn every_answered_click_reaches_kafka_across_an_outage_and_an_edge_kill() 
         http().get(format!("{}/readyz", env.edge_url())).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["spooling"], false, "{ready}");
     let _ = edge.terminate();
-}
-
-/// The value of a metric line in Prometheus text, 0 when absent.
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,6 +42,11 @@ impl ApiError {
         Self { status, code, message: message.into(), retry_after_s: None, rate_limit: None, details: None }
     }
 
+    /// 400 `invalid_parameter`: a query parameter is missing, malformed or out of range.
+    pub fn invalid_parameter(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_parameter", message)
+    }
+
     /// 404 `not_found`.
     pub fn not_found(what: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", what)
@@ -92,6 +97,12 @@ impl IntoResponse for ApiError {
             headers.insert("ratelimit-reset", HeaderValue::from(reset));
         }
         response
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        Self::invalid_parameter(rejection.body_text())
     }
 }
 

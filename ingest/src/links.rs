@@ -329,15 +329,15 @@ pub(crate) async fn list_links(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     admit(&state, &headers, Scope::LinksRead)?;
-    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", e.body_text()))?;
+    let Query(query) = query?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", "limit must be between 1 and 1000"));
+        return Err(ApiError::invalid_parameter("limit must be between 1 and 1000"));
     }
     if let Some(cursor) = &query.cursor
         && (cursor.len() > 200 || !cursor.contains(':'))
     {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", "cursor is not one this API returned"));
+        return Err(ApiError::invalid_parameter("cursor is not one this API returned"));
     }
     let page = state
         .links

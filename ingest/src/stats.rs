@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -30,10 +30,10 @@ pub(crate) async fn link_stats(
 ) -> Result<Response, ApiError> {
     let key = state.keys.authorize(&headers, Scope::ReportsRead)?;
     state.limits.check(Class::Reports, key)?;
-    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", e.body_text()))?;
+    let Query(query) = query?;
     let days = query.days.unwrap_or(30);
     if !(1..=3660).contains(&days) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", "days must be between 1 and 3660"));
+        return Err(ApiError::invalid_parameter("days must be between 1 and 3660"));
     }
     let link = state
         .links

@@ -94,6 +94,14 @@ impl<R: Stored> Batch<R> {
         self.ranges.get(&partition).copied()
     }
 
+    /// What of `partition` a sink with `fence` has still to store: `(floor, last)`, the rows
+    /// above offset `floor` up to message `last`; `None` when it holds it all.
+    pub(crate) fn pending(&self, partition: i32, fence: Option<i64>) -> Option<(i64, i64)> {
+        let (first, last) = self.range(partition)?;
+        let floor = fence.unwrap_or(-1).max(first - 1);
+        (last > floor).then_some((floor, last))
+    }
+
     pub(crate) fn partitions(&self) -> Vec<i32> {
         self.ranges.keys().copied().collect()
     }
@@ -152,6 +160,10 @@ mod tests {
         let in_zero: Vec<i64> = b.rows_in(0, 10).map(|r| r.1).collect();
         assert_eq!(in_zero, vec![11, 12]);
         assert_eq!((b.range(0), b.range(1), b.range(2)), (Some((10, 12)), Some((5, 5)), None));
+        assert_eq!(
+            (b.pending(0, None), b.pending(0, Some(11)), b.pending(0, Some(12))),
+            (Some((9, 12)), Some((11, 12)), None)
+        );
     }
 
     #[test]

@@ -28,8 +28,22 @@ const BOT_MARKERS: &[&str] = &[
     "headless",
 ];
 
-/// Distinct user agents remembered with their parse; the map starts over when full.
-const AGENT_CACHE: usize = 50_000;
+/// Distinct user agents (and referrers) remembered with their parse; a map starts over when full.
+const PARSE_CACHE: usize = 50_000;
+
+/// `make(key)`, remembered in `cache` (cleared when it holds [`PARSE_CACHE`] entries): real
+/// traffic repeats a few agents and referrers, and parsing them is the costly part.
+fn cached<V: Clone>(cache: &mut HashMap<String, V>, key: &str, make: impl FnOnce() -> V) -> V {
+    if let Some(value) = cache.get(key) {
+        return value.clone();
+    }
+    let value = make();
+    if cache.len() >= PARSE_CACHE {
+        cache.clear();
+    }
+    cache.insert(key.to_string(), value.clone());
+    value
+}
 
 /// What a user agent says about the client.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -208,7 +222,7 @@ pub(crate) struct GeoError {
 pub(crate) struct Enricher {
     parser: woothee::parser::Parser,
     agents: HashMap<String, Agent>,
-    /// Referrer → (host, channel), bounded like the agents.
+    /// Referrer → (host, channel).
     referrers: HashMap<String, (String, &'static str)>,
     geo: Option<maxminddb::Reader<Vec<u8>>>,
     secret: [u8; 32],
@@ -235,30 +249,6 @@ impl Enricher {
             day_key: None,
             store_ip,
         }
-    }
-
-    fn agent(&mut self, ua: &str) -> Agent {
-        if let Some(agent) = self.agents.get(ua) {
-            return agent.clone();
-        }
-        let agent = parse_agent(&self.parser, ua);
-        if self.agents.len() >= AGENT_CACHE {
-            self.agents.clear();
-        }
-        self.agents.insert(ua.to_string(), agent.clone());
-        agent
-    }
-
-    fn referrer(&mut self, text: &str) -> (String, &'static str) {
-        if let Some((host, channel)) = self.referrers.get(text) {
-            return (host.clone(), channel);
-        }
-        let parsed = referrer(text);
-        if self.referrers.len() >= AGENT_CACHE {
-            self.referrers.clear();
-        }
-        self.referrers.insert(text.to_string(), parsed.clone());
-        parsed
     }
 
     /// Country and city from the GeoIP database, else the edge's CDN country.
@@ -299,10 +289,11 @@ impl Enricher {
 
     /// The row stored for `event`, read from `partition` at `offset`.
     pub(crate) fn click_row(&mut self, event: ClickEvent, partition: i32, offset: i64) -> ClickRow {
-        let agent = self.agent(&event.ua);
+        let agent = cached(&mut self.agents, &event.ua, || parse_agent(&self.parser, &event.ua));
         let bot = agent.bot || event.method == "HEAD";
         let (country, city) = self.place(&event.ip, &event.country);
-        let (referrer_host, referrer_channel) = self.referrer(&event.referrer);
+        let (referrer_host, referrer_channel) =
+            cached(&mut self.referrers, &event.referrer, || referrer(&event.referrer));
         let [utm_source, utm_medium, utm_campaign, utm_term, utm_content] = campaign(&event.q, event.utm.as_ref());
         let channel = match referrer_channel {
             "search" | "social" | "email" => referrer_channel,

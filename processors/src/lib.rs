@@ -81,11 +81,10 @@ pub async fn run(
     } else {
         None
     };
-    let enricher = match (&counters, pipelines.contains(&Pipeline::Clicks)) {
+    let mut enricher = match (&counters, pipelines.contains(&Pipeline::Clicks)) {
         (Some(counters), true) => Some(enricher(config, counters).await?),
         _ => None,
     };
-    let mut enricher = enricher;
     let runs = pipelines.into_iter().map(|pipeline| {
         let mut stopped = stopped.clone();
         let shutdown = async move {

@@ -251,9 +251,7 @@ impl<S: Source> Pipeline<S> {
                         ?partitions,
                         "partitions revoked; their unstored events are left to the next owner"
                     );
-                    for id in self.batch.drop_partitions(&partitions) {
-                        self.recent.forget(id);
-                    }
+                    self.drop_unstored(&partitions);
                     for p in &partitions {
                         self.ch_fences.remove(p);
                         self.redis_fences.remove(p);
@@ -273,11 +271,9 @@ impl<S: Source> Pipeline<S> {
                         }
                         None => Fences::new(),
                     };
+                    // Another owner may have stored more since we last held the partitions.
+                    self.drop_unstored(&partitions);
                     for p in &partitions {
-                        // Another owner may have stored more since we last held the partition.
-                        for id in self.batch.drop_partitions(&[*p]) {
-                            self.recent.forget(id);
-                        }
                         set_fence(&mut self.ch_fences, *p, ch.get(p).copied());
                         // Redis fences live per counter tag in Redis; the scripts consult them.
                         self.redis_fences.remove(p);
@@ -329,6 +325,14 @@ impl<S: Source> Pipeline<S> {
         counter!(EVENTS_CONSUMED_TOTAL, "pipeline" => S::NAME).increment(decoded);
     }
 
+    /// Drops the batch's rows of `partitions` unstored; their event ids are forgotten too, so
+    /// the rows count as new when read again.
+    fn drop_unstored(&mut self, partitions: &[i32]) {
+        for id in self.batch.drop_partitions(partitions) {
+            self.recent.forget(id);
+        }
+    }
+
     /// Drops the batch unstored and seeks its partitions back to its first messages; the fences
     /// skip whatever a sink stored of it meanwhile.
     fn read_again(&mut self, error: &sinks::SinkError) -> Result<(), ProcessError> {
@@ -337,9 +341,7 @@ impl<S: Source> Pipeline<S> {
         let partitions = self.batch.partitions();
         let firsts: Vec<(i32, i64)> =
             partitions.iter().filter_map(|p| self.batch.range(*p).map(|(first, _)| (*p, first))).collect();
-        for id in self.batch.drop_partitions(&partitions) {
-            self.recent.forget(id);
-        }
+        self.drop_unstored(&partitions);
         for (partition, first) in firsts {
             self.consumer.seek(&self.topic, partition, Offset::Offset(first), Duration::from_secs(10))?;
         }
@@ -352,11 +354,10 @@ impl<S: Source> Pipeline<S> {
         let Some(archive) = &self.archive else { return Ok(0) };
         let mut written = 0u64;
         for partition in self.batch.partitions() {
-            let Some((first, last)) = self.batch.range(partition) else { continue };
-            let floor = self.archive_fences.get(&partition).copied().unwrap_or(-1).max(first - 1);
-            if last <= floor {
+            let Some((floor, last)) = self.batch.pending(partition, self.archive_fences.get(&partition).copied())
+            else {
                 continue;
-            }
+            };
             let rows: Vec<(u32, &S::Row)> = self.batch.rows_in(partition, floor).map(|r| (r.event_time(), r)).collect();
             let topic = &self.topic;
             // Encoding and file writes block: off the async workers.
@@ -537,11 +538,7 @@ async fn store_all_in_redis<S: Source>(
     let mut counted = 0;
     let mut fences = Vec::new();
     for partition in batch.partitions() {
-        let Some((first, last)) = batch.range(partition) else { continue };
-        let floor = redis_fences.get(&partition).copied().unwrap_or(-1).max(first - 1);
-        if last <= floor {
-            continue;
-        }
+        let Some((floor, last)) = batch.pending(partition, redis_fences.get(&partition).copied()) else { continue };
         counted += store_in_redis::<S>(redis, batch, partition, floor, last, max_backoff, deadline).await?;
         fences.push((partition, last));
     }
