@@ -35,6 +35,12 @@ enum Command {
         /// Show the pending statements without applying them.
         #[arg(long)]
         print: bool,
+        /// Release the migration lock left by a `runnel migrate` that died, then stop.
+        #[arg(long, conflicts_with = "print")]
+        unlock: bool,
+        /// How long to wait for another `runnel migrate` holding the lock.
+        #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+        lock_wait: u64,
         #[command(flatten)]
         clickhouse: sinks::clickhouse::ClickhouseConfig,
     },
@@ -92,7 +98,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             ingest::run(listener, config, prometheus()?, shutdown_signal()).await?;
         }
         Command::Process(config) => processors::run(config, prometheus()?, shutdown_signal()).await?,
-        Command::Migrate { print, clickhouse } => migrate(clickhouse, print).await?,
+        Command::Migrate { print, unlock, lock_wait, clickhouse } => {
+            migrate(clickhouse, print, unlock, lock_wait).await?
+        }
         Command::Links { command: LinksCommand::Rebuild { kafka, redis } } => {
             redis.validate()?;
             let report = processors::rebuild_links(&kafka, &redis, |r| {
@@ -134,26 +142,69 @@ async fn run(command: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn migrate(config: sinks::clickhouse::ClickhouseConfig, print: bool) -> anyhow::Result<()> {
+async fn migrate(
+    config: sinks::clickhouse::ClickhouseConfig,
+    print: bool,
+    unlock: bool,
+    lock_wait: u64,
+) -> anyhow::Result<()> {
     config.validate()?;
-    let migrator = sinks::clickhouse::Migrator::new(config.clone())?;
+    let migrator =
+        sinks::clickhouse::Migrator::new(config.clone())?.lock_wait(std::time::Duration::from_secs(lock_wait));
+    if unlock {
+        match migrator.unlock().await? {
+            Some(holder) => println!("released the migration lock ({holder})"),
+            None => println!("no migration lock in database {}", config.database),
+        }
+        return Ok(());
+    }
     if print {
         let plan = migrator.plan().await?;
-        println!("-- {} applied, {} pending in database {}", plan.applied.len(), plan.pending.len(), config.database);
+        println!(
+            "-- {} applied, {} pending in database {} (server {})",
+            plan.applied.len(),
+            plan.pending.len(),
+            config.database,
+            plan.server
+        );
+        for deferred in &plan.catch_up {
+            println!("-- {} statement {}, skipped before, runs on this server", deferred.migration, deferred.index + 1);
+            println!("{};\n", deferred.statement.sql);
+        }
         for migration in &plan.pending {
             println!("-- {}", migration.name);
             for statement in &migration.statements {
-                println!("{statement};\n");
+                if statement.runs_on(plan.server) {
+                    println!("{};\n", statement.sql);
+                } else {
+                    let min = statement.min_version.map(|v| v.to_string()).unwrap_or_default();
+                    println!("-- skipped on {} (needs {min}): {}\n", plan.server, statement.sql.replace('\n', " "));
+                }
             }
         }
         return Ok(());
     }
-    let applied = migrator.apply().await?;
-    if applied.is_empty() {
-        println!("database {} is up to date", config.database);
+    let report = migrator.apply().await?;
+    for deferred in &report.caught_up {
+        println!(
+            "applied {} statement {} (skipped before; this server runs it)",
+            deferred.migration,
+            deferred.index + 1
+        );
     }
-    for migration in applied {
+    for migration in &report.applied {
         println!("applied {}", migration.name);
+    }
+    for deferred in &report.skipped {
+        let min = deferred.statement.min_version.map(|v| v.to_string()).unwrap_or_default();
+        println!(
+            "skipped {} statement {}: needs ClickHouse {min}; `runnel migrate` applies it after an upgrade",
+            deferred.migration,
+            deferred.index + 1
+        );
+    }
+    if report.applied.is_empty() && report.caught_up.is_empty() {
+        println!("database {} is up to date", config.database);
     }
     Ok(())
 }

@@ -4,7 +4,9 @@
 
 use rand::Rng;
 use runnel_sinks as sinks;
-use sinks::clickhouse::{ClickRow, ClickhouseConfig, ClickhouseWriter, Migration, Migrator};
+use std::time::Duration;
+
+use sinks::clickhouse::{ClickRow, ClickhouseConfig, ClickhouseWriter, Migration, Migrator, ServerVersion};
 use sinks::redis::{ApplyOutcome, Counters, LinkIndex, RedisConfig, day_of};
 
 fn unique(name: &str) -> String {
@@ -59,17 +61,108 @@ async fn migrations_apply_once_and_an_edited_applied_file_is_refused() {
         Migration::parse("0002_b.sql", "CREATE TABLE b (y UInt8) ENGINE = Memory;\nINSERT INTO b VALUES (7);").unwrap();
 
     let applied = Migrator::with_migrations(config.clone(), vec![v1.clone(), v2.clone()]).apply().await.unwrap();
-    assert_eq!(applied.len(), 2);
+    assert_eq!(applied.applied.len(), 2);
     assert_eq!(count(&config, "SELECT toUInt64(sum(y)) FROM b").await, 7);
 
     // Again: nothing to do, and the insert of 0002 did not run twice.
     let again = Migrator::with_migrations(config.clone(), vec![v1.clone(), v2.clone()]).apply().await.unwrap();
-    assert!(again.is_empty());
+    assert!(again.applied.is_empty() && again.caught_up.is_empty());
     assert_eq!(count(&config, "SELECT count() FROM b").await, 1);
 
     let edited = Migration::parse("0002_b.sql", "CREATE TABLE b (y UInt16) ENGINE = Memory;").unwrap();
     let error = Migrator::with_migrations(config.clone(), vec![v1, edited]).apply().await.unwrap_err().to_string();
     assert!(error.contains("0002_b.sql") && error.contains("edited after it was applied"), "{error}");
+}
+
+#[tokio::test]
+async fn two_migrators_at_once_apply_each_migration_once() {
+    let config = clickhouse(&unique("runnel_migrate"));
+    let _db = Database(config.clone());
+    // Slow enough that the two overlap: each statement is a round trip, the insert is what
+    // would show a second run.
+    let mut text = String::new();
+    for i in 0..20 {
+        text.push_str(&format!("CREATE TABLE IF NOT EXISTS t{i} (x UInt8) ENGINE = Memory;\n"));
+    }
+    text.push_str("CREATE TABLE IF NOT EXISTS runs (x UInt8) ENGINE = Memory;\nINSERT INTO runs VALUES (1);\n");
+    let migration = Migration::parse("0001_slow.sql", &text).unwrap();
+    let a = Migrator::with_migrations(config.clone(), vec![migration.clone()]);
+    let b = Migrator::with_migrations(config.clone(), vec![migration.clone()]);
+    let (ra, rb) = tokio::join!(a.apply(), b.apply());
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.applied.len() + rb.applied.len(), 1, "exactly one of them applies it");
+    assert_eq!(count(&config, "SELECT count() FROM runs").await, 1);
+    assert_eq!(count(&config, "SELECT count() FROM schema_migrations").await, 1);
+    assert_eq!(
+        count(
+            &config,
+            "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'schema_migrations_lock'"
+        )
+        .await,
+        0,
+        "the lock is released"
+    );
+}
+
+#[tokio::test]
+async fn a_lock_left_behind_is_reported_and_can_be_released() {
+    let config = clickhouse(&unique("runnel_migrate"));
+    let _db = Database(config.clone());
+    let migration = Migration::parse("0001_a.sql", "CREATE TABLE a (x UInt8) ENGINE = Memory;").unwrap();
+    let migrator = Migrator::with_migrations(config.clone(), vec![migration]).lock_wait(Duration::from_secs(1));
+    migrator.plan().await.unwrap(); // creates the database
+    config
+        .client()
+        .query("CREATE TABLE schema_migrations_lock (owner String, since DateTime DEFAULT now()) ENGINE = TinyLog")
+        .execute()
+        .await
+        .unwrap();
+    config
+        .client()
+        .query("INSERT INTO schema_migrations_lock (owner) VALUES ('crashed-host pid 7')")
+        .execute()
+        .await
+        .unwrap();
+    let error = migrator.apply().await.unwrap_err().to_string();
+    assert!(error.contains("crashed-host pid 7") && error.contains("--unlock"), "{error}");
+    assert_eq!(migrator.plan().await.unwrap().pending.len(), 1, "nothing applied while locked");
+    let holder = migrator.unlock().await.unwrap().expect("a lock was there");
+    assert!(holder.contains("crashed-host"), "{holder}");
+    assert_eq!(migrator.apply().await.unwrap().applied.len(), 1);
+    assert_eq!(migrator.unlock().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn guarded_statements_wait_for_a_server_that_runs_them() {
+    let config = clickhouse(&unique("runnel_migrate"));
+    let _db = Database(config.clone());
+    let real = Migrator::with_migrations(config.clone(), vec![]).server_version().await.unwrap();
+    let text = format!(
+        "CREATE TABLE a (x UInt8) ENGINE = Memory;\n-- min-version: {real}\nCREATE TABLE newer (y UInt8) ENGINE = Memory;\n-- min-version: 999.0\nCREATE TABLE future (z UInt8) ENGINE = Memory;\n"
+    );
+    let migration = Migration::parse("0001_guarded.sql", &text).unwrap();
+    let tables =
+        "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name IN ('a', 'newer', 'future')";
+
+    // An older server: only the unguarded statement runs; the others are recorded as skipped.
+    let old =
+        Migrator::with_migrations(config.clone(), vec![migration.clone()]).as_if_server(ServerVersion(real.0 - 1, 0));
+    let report = old.apply().await.unwrap();
+    assert_eq!(report.applied.len(), 1);
+    assert_eq!(report.skipped.iter().map(|d| d.index).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(count(&config, tables).await, 1);
+
+    // The server "upgraded" (the real one is newer than the pretend one): the statement it now
+    // runs is applied once; the one for a future server stays skipped.
+    let upgraded = Migrator::with_migrations(config.clone(), vec![migration.clone()]);
+    let plan = upgraded.plan().await.unwrap();
+    assert_eq!(plan.catch_up.iter().map(|d| d.index).collect::<Vec<_>>(), vec![1]);
+    let report = upgraded.apply().await.unwrap();
+    assert_eq!(report.caught_up.len(), 1);
+    assert!(report.applied.is_empty());
+    assert_eq!(count(&config, tables).await, 2);
+    let again = upgraded.apply().await.unwrap();
+    assert!(again.caught_up.is_empty() && again.applied.is_empty(), "{again:?}");
 }
 
 #[tokio::test]

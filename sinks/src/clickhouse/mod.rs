@@ -10,6 +10,6 @@ mod stats;
 mod writer;
 
 pub use config::ClickhouseConfig;
-pub use migrate::{Migration, MigrationPlan, Migrator};
+pub use migrate::{ApplyReport, Deferred, Migration, MigrationPlan, Migrator, ServerVersion, Statement};
 pub use stats::{DailyStats, daily_stats};
 pub use writer::{ClickRow, ClickhouseWriter, LinkRow, OrderRow};
