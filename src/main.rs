@@ -44,6 +44,16 @@ enum Command {
         #[command(flatten)]
         clickhouse: sinks::clickhouse::ClickhouseConfig,
     },
+    /// Print the schema's statements for a server version as a JSON list (no server needed):
+    /// what `runnel migrate` runs on a fresh database of that version.
+    Schema {
+        /// Server version, e.g. 18.16 or 25.8.
+        #[arg(long, default_value = "18.16")]
+        server: String,
+    },
+    /// Run a report: top-links, sales, top-products, customers, conversions, live, or link
+    /// (with --link CODE, and --dimension for a breakdown).
+    Report(ReportArgs),
     /// Create the Kafka topics that are missing and check those that exist.
     Topics(events::kafka::KafkaConfig),
     /// Manage the link index.
@@ -61,6 +71,57 @@ enum Command {
         #[arg(long, default_value = "links:read+links:write+orders:write+reports:read")]
         scopes: String,
     },
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// top-links, sales, top-products, customers, conversions, live, link.
+    name: String,
+    /// The link's code (report `link`).
+    #[arg(long)]
+    link: Option<String>,
+    /// The link's id instead of its code (report `link`; no link index needed).
+    #[arg(long, conflicts_with = "link")]
+    link_id: Option<u64>,
+    /// Break the link's clicks down by country, device, browser, os, referrer or channel.
+    #[arg(long)]
+    dimension: Option<String>,
+    /// First day, YYYY-MM-DD (default: 29 days before --to).
+    #[arg(long)]
+    from: Option<String>,
+    /// Last day, inclusive (default: today in --tz).
+    #[arg(long)]
+    to: Option<String>,
+    /// Instead of --from: the last N days up to --to.
+    #[arg(long)]
+    days: Option<u32>,
+    /// IANA time zone of the days.
+    #[arg(long, default_value = "UTC")]
+    tz: String,
+    /// Series buckets: hour, day, week, month.
+    #[arg(long)]
+    interval: Option<String>,
+    /// Rows of a top list.
+    #[arg(long)]
+    limit: Option<u32>,
+    /// Output: table, csv, json or arrow (Arrow IPC stream on stdout).
+    #[arg(long, default_value = "table")]
+    format: ReportFormat,
+    /// Print the report's SQL instead of running it.
+    #[arg(long)]
+    print_sql: bool,
+    #[command(flatten)]
+    clickhouse: sinks::clickhouse::ClickhouseConfig,
+    #[command(flatten)]
+    redis: sinks::redis::RedisConfig,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Table,
+    Csv,
+    Json,
+    Arrow,
 }
 
 #[derive(Subcommand)]
@@ -101,6 +162,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Migrate { print, unlock, lock_wait, clickhouse } => {
             migrate(clickhouse, print, unlock, lock_wait).await?
         }
+        Command::Schema { server } => {
+            let version = sinks::clickhouse::ServerVersion::parse(&server)
+                .with_context(|| format!("--server: `{server}` is not a version like 18.16"))?;
+            let statements: Vec<String> = sinks::clickhouse::Migration::embedded()?
+                .into_iter()
+                .flat_map(|m| m.statements)
+                .filter(|s| s.runs_on(version))
+                .map(|s| s.sql)
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&statements)?);
+        }
+        Command::Report(args) => report(args).await?,
         Command::Links { command: LinksCommand::Rebuild { kafka, redis } } => {
             redis.validate()?;
             let report = processors::rebuild_links(&kafka, &redis, |r| {
@@ -205,6 +278,61 @@ async fn migrate(
     }
     if report.applied.is_empty() && report.caught_up.is_empty() {
         println!("database {} is up to date", config.database);
+    }
+    Ok(())
+}
+
+async fn report(args: ReportArgs) -> anyhow::Result<()> {
+    use sinks::reports::{self, Report, ReportParams};
+    let params = ReportParams {
+        from: args.from,
+        to: args.to,
+        tz: Some(args.tz),
+        interval: args.interval,
+        limit: args.limit,
+        days: args.days,
+        format: None,
+    };
+    let now = jiff::Timestamp::now();
+    let table = if args.name == "live" {
+        args.redis.validate()?;
+        let conn = args.redis.connect().await?;
+        reports::live(&sinks::redis::Counters::new(args.redis.clone(), conn, 0), now).await?
+    } else {
+        let report = if args.name == "link" {
+            let link_id = match (args.link_id, &args.link) {
+                (Some(id), _) => id,
+                (None, Some(code)) => {
+                    args.redis.validate()?;
+                    let index = sinks::redis::LinkIndex::new(args.redis.clone(), args.redis.connect().await?);
+                    index.get(code).await?.with_context(|| format!("--link: no link `{code}`"))?.link_id
+                }
+                (None, None) => anyhow::bail!("report `link` needs --link CODE or --link-id N"),
+            };
+            match &args.dimension {
+                Some(dimension) => Report::breakdown(link_id, dimension)?,
+                None => Report::LinkSeries { link_id },
+            }
+        } else {
+            Report::named(&args.name).with_context(|| {
+                format!("no report `{}`; reports: link, live, {}", args.name, reports::NAMES.join(", "))
+            })?
+        };
+        let plan = report.plan(&params, now)?;
+        if args.print_sql {
+            println!("{}", plan.sql);
+            return Ok(());
+        }
+        args.clickhouse.validate()?;
+        plan.run(&args.clickhouse).await?
+    };
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        ReportFormat::Table => out.write_all(reports::to_text(&table).as_bytes())?,
+        ReportFormat::Csv => out.write_all(reports::to_csv(&table).as_bytes())?,
+        ReportFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&reports::to_json(&table))?)?,
+        ReportFormat::Arrow => out.write_all(&reports::to_arrow(&table)?)?,
     }
     Ok(())
 }

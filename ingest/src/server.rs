@@ -45,6 +45,7 @@ pub struct AppState {
     pub(crate) cache_control: HeaderValue,
     pub(crate) public_url: String,
     pub(crate) clickhouse: ClickhouseConfig,
+    pub(crate) counters: sinks::redis::Counters,
     pub(crate) prometheus: PrometheusHandle,
     links_max_body_bytes: usize,
     pub(crate) orders_max_body_bytes: usize,
@@ -61,7 +62,7 @@ impl AppState {
         if let Err(error) = config.kafka.check_reachable().await {
             tracing::warn!(%error, "Kafka does not answer at start; serving anyway, clicks are spooled until it does");
         }
-        let index = LinkIndex::new(config.redis.clone(), conn);
+        let index = LinkIndex::new(config.redis.clone(), conn.clone());
         Ok(Self {
             links: LinkResolver::new(
                 index,
@@ -86,6 +87,8 @@ impl AppState {
                 .trim_end_matches('/')
                 .to_string(),
             clickhouse: config.clickhouse.clone(),
+            // Only read (live report); the retention is the processors' concern.
+            counters: sinks::redis::Counters::new(config.redis.clone(), conn, 0),
             prometheus,
             links_max_body_bytes: config.links_max_body_bytes,
             orders_max_body_bytes: config.orders_max_body_bytes,
@@ -107,6 +110,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(links::get_link).patch(links::patch_link).delete(links::delete_link).layer(link_body_limit),
         )
         .route("/api/links/{code}/stats", get(stats::link_stats))
+        .route("/api/links/{code}/stats/{dimension}", get(stats::link_breakdown))
+        .route("/api/reports/{name}", get(stats::named_report))
         .route("/api/openapi.json", get(health::openapi))
         .route(
             "/api/orders/events",

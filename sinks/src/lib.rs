@@ -2,7 +2,8 @@
 //!
 //! - [`clickhouse`]: schema migrations, fenced inserts of raw rows, the offset fence, stats reads;
 //! - [`redis`]: the link index and fenced counters;
-//! - [`archive`]: raw events as Parquet files per hour, fenced by their file names.
+//! - [`archive`]: raw events as Parquet files per hour, fenced by their file names;
+//! - [`reports`]: report queries over the pre-aggregated tables and their output formats.
 //!
 //! Each sink decides in one place ([`SinkError::is_retryable`]) whether a failure is worth
 //! retrying or must be given up on.
@@ -11,6 +12,7 @@ pub mod archive;
 pub mod clickhouse;
 mod error;
 pub mod redis;
+pub mod reports;
 
 pub use error::SinkError;
 

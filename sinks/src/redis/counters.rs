@@ -12,6 +12,7 @@
 //! | `clicks:{link}` | hash | `total`, `human`, `bot` clicks ever |
 //! | `clicks:{link}:{day}` | hash | `human`, `bot` clicks of the day |
 //! | `visitors:{link}:{day}` | HyperLogLog | unique human visitors of the day |
+//! | `totals:{day}` | hash | `human`, `bot` clicks of the day, all links |
 //! | `top:{day}` | sorted set | link id → human clicks of the day |
 //! | `orders:{day}` | hash | `count:{status}`, `revenue:{status}:{currency}` (minor units) |
 //! | `items:{day}` | hash | product id → units sold (order events with status `paid`) |
@@ -82,6 +83,8 @@ struct LinkTally {
 /// One day's day-wide updates in a batch.
 #[derive(Debug, Default)]
 struct DayTally {
+    /// Human and bot clicks, all links.
+    clicks: (i64, i64),
     /// Human clicks per link.
     top: HashMap<u64, i64>,
     /// (status, currency) → (events, total).
@@ -114,14 +117,17 @@ impl CounterUpdates {
         let day = unix_secs / 86_400;
         let link = self.links.entry(link_id).or_default();
         let daily = link.days.entry(day).or_default();
+        let day_wide = self.days.entry(day).or_default();
         if bot {
             link.bot += 1;
             daily.1 += 1;
+            day_wide.clicks.1 += 1;
         } else {
             link.human += 1;
             daily.0 += 1;
             daily.2.insert(visitor_id);
-            *self.days.entry(day).or_default().top.entry(link_id).or_default() += 1;
+            day_wide.clicks.0 += 1;
+            *day_wide.top.entry(link_id).or_default() += 1;
         }
     }
 
@@ -182,6 +188,15 @@ impl CounterUpdates {
                 continue;
             }
             let t = tags.entry(d.clone()).or_default();
+            if tally.clicks != (0, 0) {
+                let totals = format!("{p}totals:{{{d}}}");
+                for (field, n) in [("human", tally.clicks.0), ("bot", tally.clicks.1)] {
+                    if n > 0 {
+                        t.hincr.insert((totals.clone(), field.into()), n);
+                    }
+                }
+                t.expire_at.insert(totals, expiry(*day));
+            }
             if !tally.top.is_empty() {
                 let top = format!("{p}top:{{{d}}}");
                 for (link_id, n) in &tally.top {
@@ -380,6 +395,29 @@ impl Counters {
             .await
             .map_err(|e| self.config.error(e))?;
         Ok(value.unwrap_or(0))
+    }
+
+    /// A counter hash's fields (`orders:{2026-11-22}`, say).
+    pub async fn hgetall(&self, key: &str) -> Result<BTreeMap<String, i64>, SinkError> {
+        let key = self.config.key(format_args!("{key}"));
+        redis::cmd("HGETALL")
+            .arg(key)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.config.error(e))
+    }
+
+    /// The `n` members of a sorted set with the highest scores (`top:{2026-11-22}`, say).
+    pub async fn top(&self, key: &str, n: usize) -> Result<Vec<(String, i64)>, SinkError> {
+        let key = self.config.key(format_args!("{key}"));
+        redis::cmd("ZREVRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(n.saturating_sub(1))
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.config.error(e))
     }
 
     /// Every click counted for `link_id`.

@@ -1,0 +1,539 @@
+//! Reports: every one a single SQL query over the pre-aggregated tables of
+//! `clickhouse-schema/0006_reports.sql` (never over the raw `clicks` and `orders`), plus the live
+//! figures of today from the Redis counters. The edge serves them under `/api/reports/…` and
+//! `/api/links/{code}/stats…`, the CLI as `runnel report`; both render a [`Table`] as JSON, CSV,
+//! Arrow IPC or text.
+
+mod format;
+mod range;
+
+use jiff::Timestamp;
+use serde::Deserialize;
+
+pub use format::{to_arrow, to_csv, to_json, to_text};
+pub use range::{Interval, MAX_DAYS, Range, Split};
+
+use crate::SinkError;
+use crate::clickhouse::ClickhouseConfig;
+
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A parameter is wrong (HTTP 400).
+    #[error("{param}: {reason}")]
+    Invalid {
+        /// The parameter's name.
+        param: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The store did not answer (HTTP 503).
+    #[error(transparent)]
+    Store(#[from] SinkError),
+}
+
+impl ReportError {
+    pub(crate) fn invalid(param: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid { param, reason: reason.into() }
+    }
+
+    /// The parameter at fault, for a bad request.
+    pub fn param(&self) -> Option<&'static str> {
+        match self {
+            Self::Invalid { param, .. } => Some(param),
+            Self::Store(_) => None,
+        }
+    }
+}
+
+/// The parameters every report takes (unused ones are ignored).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportParams {
+    /// First day, `YYYY-MM-DD` (default: 29 days before `to`).
+    pub from: Option<String>,
+    /// Last day, inclusive (default: today in `tz`).
+    pub to: Option<String>,
+    /// IANA time zone of the days (default `UTC`).
+    pub tz: Option<String>,
+    /// Series buckets: `hour`, `day`, `week`, `month` (which ones depends on the report).
+    pub interval: Option<String>,
+    /// Rows of a top list (default 10, at most 1,000).
+    pub limit: Option<u32>,
+    /// Instead of `from`: the last N days up to `to`.
+    pub days: Option<u32>,
+    /// Response format for the API (`json`, `csv`, `arrow`); the `Accept` header also picks
+    /// Arrow.
+    pub format: Option<String>,
+}
+
+/// Breakdown dimensions of a link's clicks.
+pub const DIMENSIONS: &[&str] = &["country", "device", "browser", "os", "referrer", "channel"];
+
+/// A report and what it is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// A link's clicks, human clicks and unique visitors per hour/day/week/month.
+    LinkSeries {
+        /// The link.
+        link_id: u64,
+    },
+    /// A link's clicks per value of one dimension.
+    LinkBreakdown {
+        /// The link.
+        link_id: u64,
+        /// One of [`DIMENSIONS`].
+        dimension: String,
+    },
+    /// Links with the most human clicks.
+    TopLinks,
+    /// Order events, revenue and average order value per day/week/month, status and currency.
+    Sales,
+    /// Products with the most paid revenue.
+    TopProducts,
+    /// New and returning customers per day/week/month.
+    Customers,
+    /// Links with the most attributed paid orders: clicks, orders, revenue, conversion rate.
+    Conversions,
+}
+
+/// The names `runnel report` and `/api/reports/{name}` take for the range reports.
+pub const NAMES: &[&str] = &["top-links", "sales", "top-products", "customers", "conversions"];
+
+impl Report {
+    /// The report of a name in [`NAMES`].
+    pub fn named(name: &str) -> Option<Self> {
+        Some(match name {
+            "top-links" => Self::TopLinks,
+            "sales" => Self::Sales,
+            "top-products" => Self::TopProducts,
+            "customers" => Self::Customers,
+            "conversions" => Self::Conversions,
+            _ => return None,
+        })
+    }
+
+    /// A link breakdown, checking the dimension.
+    pub fn breakdown(link_id: u64, dimension: &str) -> Result<Self, ReportError> {
+        if !DIMENSIONS.contains(&dimension) {
+            return Err(ReportError::invalid(
+                "dimension",
+                format!("`{dimension}` is not one of {}", DIMENSIONS.join(", ")),
+            ));
+        }
+        Ok(Self::LinkBreakdown { link_id, dimension: dimension.to_string() })
+    }
+
+    /// Its name in output.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::LinkSeries { .. } => "link-series",
+            Self::LinkBreakdown { .. } => "link-breakdown",
+            Self::TopLinks => "top-links",
+            Self::Sales => "sales",
+            Self::TopProducts => "top-products",
+            Self::Customers => "customers",
+            Self::Conversions => "conversions",
+        }
+    }
+
+    /// The report's query for `params`, and how to read its rows.
+    pub fn plan(&self, params: &ReportParams, now: Timestamp) -> Result<Plan, ReportError> {
+        let from = match (params.days, &params.from) {
+            (Some(_), Some(_)) => return Err(ReportError::invalid("days", "give from or days, not both")),
+            (Some(days @ 1..), None) => {
+                let to = Range::resolve(None, params.to.as_deref(), params.tz.as_deref(), now)?.to;
+                let days = i64::from(days.min(MAX_DAYS as u32 + 1)) - 1;
+                Some(to.checked_sub(jiff::Span::new().days(days)).map_err(|e| ReportError::invalid("days", e.to_string()))?.to_string())
+            }
+            (Some(_), None) => return Err(ReportError::invalid("days", "must be at least 1")),
+            (None, from) => from.clone(),
+        };
+        let range = Range::resolve(from.as_deref(), params.to.as_deref(), params.tz.as_deref(), now)?;
+        let limit = match params.limit {
+            None => 10,
+            Some(n @ 1..=1000) => n,
+            Some(n) => return Err(ReportError::invalid("limit", format!("{n} is not between 1 and 1000"))),
+        };
+        let series = |default, allowed: &[Interval]| Interval::parse(params.interval.as_deref(), default, allowed);
+        let split = range.split();
+        let (sql, columns, fill) = match self {
+            Self::LinkSeries { link_id } => {
+                let interval = series(Interval::Day, &[Interval::Hour, Interval::Day, Interval::Week, Interval::Month])?;
+                let sql = format!(
+                    "SELECT {bucket} AS bucket, countMerge(clicks) AS clicks, sumMerge(human_clicks) AS human_clicks, \
+                     toUInt64(uniqMerge(visitors)) AS visitors \
+                     FROM clicks_hourly_by_link WHERE link_id = {link_id} AND {hours} \
+                     GROUP BY bucket ORDER BY bucket",
+                    bucket = range.bucket_sql(interval, "hour"),
+                    hours = range.hours_sql("hour"),
+                );
+                (sql, cols(&[("time", Kind::Time), ("clicks", Kind::UInt), ("human_clicks", Kind::UInt), ("visitors", Kind::UInt)]), Some(interval))
+            }
+            Self::LinkBreakdown { link_id, dimension } => {
+                let sql = format!(
+                    "SELECT value, sum(clicks) AS total, sum(human_clicks) AS humans \
+                     FROM clicks_hourly_by_dimension WHERE link_id = {link_id} AND dimension = '{dimension}' AND {hours} \
+                     GROUP BY value ORDER BY humans DESC, total DESC, value LIMIT {limit}",
+                    hours = range.hours_sql("hour"),
+                );
+                (sql, cols(&[("value", Kind::Text), ("clicks", Kind::UInt), ("human_clicks", Kind::UInt)]), None)
+            }
+            Self::TopLinks => {
+                let sql = format!(
+                    "SELECT link_id, code, sum(clicks) AS total, sum(human_clicks) AS humans FROM (\
+                     SELECT link_id, code, clicks, human_clicks FROM link_clicks_hourly WHERE {hours} \
+                     UNION ALL \
+                     SELECT link_id, code, clicks, human_clicks FROM link_clicks_daily WHERE {days}) \
+                     GROUP BY link_id, code ORDER BY humans DESC, total DESC, link_id LIMIT {limit}",
+                    hours = range.split_hours_sql(&split, "hour"),
+                    days = range.split_days_sql(&split, "day"),
+                );
+                (sql, cols(&[("link_id", Kind::UInt), ("code", Kind::Text), ("clicks", Kind::UInt), ("human_clicks", Kind::UInt)]), None)
+            }
+            Self::Sales => {
+                let interval = series(Interval::Day, &[Interval::Day, Interval::Week, Interval::Month])?;
+                let sql = format!(
+                    "SELECT {bucket} AS bucket, status, currency, sum(events) AS orders, sum(total) AS revenue, \
+                     sum(units) AS items, if(orders = 0, 0, revenue / orders) AS average_order_value \
+                     FROM orders_hourly WHERE {hours} \
+                     GROUP BY bucket, status, currency ORDER BY bucket, status, currency",
+                    bucket = range.bucket_sql(interval, "hour"),
+                    hours = range.hours_sql("hour"),
+                );
+                (sql, cols(&[("time", Kind::Time), ("status", Kind::Text), ("currency", Kind::Text), ("orders", Kind::UInt), ("revenue", Kind::Int), ("items", Kind::UInt), ("average_order_value", Kind::Float)]), None)
+            }
+            Self::TopProducts => {
+                let sql = format!(
+                    "SELECT product_id, sku, currency, sum(units) AS sold, sum(revenue) AS earned FROM (\
+                     SELECT product_id, sku, currency, units, revenue FROM product_sales_hourly WHERE {hours} \
+                     UNION ALL \
+                     SELECT product_id, sku, currency, units, revenue FROM product_sales_daily WHERE {days}) \
+                     GROUP BY product_id, sku, currency ORDER BY earned DESC, sold DESC, product_id LIMIT {limit}",
+                    hours = range.split_hours_sql(&split, "hour"),
+                    days = range.split_days_sql(&split, "day"),
+                );
+                (sql, cols(&[("product_id", Kind::Text), ("sku", Kind::Text), ("currency", Kind::Text), ("units", Kind::UInt), ("revenue", Kind::Int)]), None)
+            }
+            Self::Customers => {
+                let interval = series(Interval::Day, &[Interval::Day, Interval::Week, Interval::Month])?;
+                let sql = format!(
+                    "SELECT bucket, toUInt64(countIf(first_bucket = bucket)) AS new_customers, \
+                     toUInt64(countIf(first_bucket < bucket)) AS returning_customers, sum(bucket_orders) AS paid_orders FROM (\
+                     SELECT {bucket} AS bucket, customer_id, sum(orders) AS bucket_orders FROM customer_orders_hourly \
+                     WHERE {hours} GROUP BY bucket, customer_id) \
+                     ANY LEFT JOIN (\
+                     SELECT customer_id, {first} AS first_bucket FROM (\
+                     SELECT customer_id, minMerge(first_order) AS first_paid FROM customers GROUP BY customer_id)) \
+                     USING customer_id GROUP BY bucket ORDER BY bucket",
+                    bucket = range.bucket_sql(interval, "hour"),
+                    first = range.bucket_sql(interval, "toStartOfHour(first_paid)"),
+                    hours = range.hours_sql("hour"),
+                );
+                (sql, cols(&[("time", Kind::Time), ("new_customers", Kind::UInt), ("returning_customers", Kind::UInt), ("paid_orders", Kind::UInt)]), Some(interval))
+            }
+            Self::Conversions => {
+                let sql = format!(
+                    "SELECT code, link_clicks, link_human_clicks, currency, paid_orders, paid_revenue, \
+                     if(link_human_clicks = 0, 0, paid_orders / link_human_clicks) AS conversion_rate FROM (\
+                     SELECT link_code AS code, currency, sum(orders) AS paid_orders, sum(revenue) AS paid_revenue FROM (\
+                     SELECT link_code, currency, orders, revenue FROM conversions_hourly WHERE {hours} \
+                     UNION ALL \
+                     SELECT link_code, currency, orders, revenue FROM conversions_daily WHERE {days}) \
+                     GROUP BY code, currency) \
+                     ANY LEFT JOIN (\
+                     SELECT code, sum(clicks) AS link_clicks, sum(human_clicks) AS link_human_clicks FROM (\
+                     SELECT code, clicks, human_clicks FROM link_clicks_hourly WHERE {hours} \
+                     UNION ALL \
+                     SELECT code, clicks, human_clicks FROM link_clicks_daily WHERE {days}) \
+                     GROUP BY code) USING code \
+                     ORDER BY paid_orders DESC, paid_revenue DESC, code, currency LIMIT {limit}",
+                    hours = range.split_hours_sql(&split, "hour"),
+                    days = range.split_days_sql(&split, "day"),
+                );
+                (sql, cols(&[("code", Kind::Text), ("clicks", Kind::UInt), ("human_clicks", Kind::UInt), ("currency", Kind::Text), ("orders", Kind::UInt), ("revenue", Kind::Int), ("conversion_rate", Kind::Float)]), None)
+            }
+        };
+        Ok(Plan { report: self.clone(), range, sql, columns, fill })
+    }
+}
+
+fn cols(spec: &[(&'static str, Kind)]) -> Vec<Column> {
+    spec.iter().map(|(name, kind)| Column { name, kind: *kind }).collect()
+}
+
+/// A report ready to run: its SQL and how to read and present its rows.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// What it reports.
+    pub report: Report,
+    /// Its range.
+    pub range: Range,
+    /// The one query it runs (`TabSeparated` rows, columns as [`Plan::columns`]).
+    pub sql: String,
+    /// Its columns.
+    pub columns: Vec<Column>,
+    /// For series: the buckets to fill with zeros where no row came back.
+    pub fill: Option<Interval>,
+}
+
+impl Plan {
+    /// Runs the query on ClickHouse.
+    pub async fn run(&self, clickhouse: &ClickhouseConfig) -> Result<Table, ReportError> {
+        let bytes = clickhouse
+            .client()
+            .query(&self.sql)
+            .fetch_bytes("TabSeparated")
+            .map_err(|e| clickhouse.error(e))?
+            .collect()
+            .await
+            .map_err(|e| clickhouse.error(e))?;
+        self.table_from_tsv(&String::from_utf8_lossy(&bytes))
+    }
+
+    /// The table from the query's `TabSeparated` output (the chdb portability test feeds the
+    /// current engine's output through here too).
+    pub fn table_from_tsv(&self, text: &str) -> Result<Table, ReportError> {
+        let mut rows = Vec::new();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            let fields: Vec<&str> = line.split('\t').collect();
+            if fields.len() != self.columns.len() {
+                return Err(SinkError::Corrupt {
+                    key: format!("report {}", self.report.name()),
+                    reason: format!("a row has {} fields, expected {}", fields.len(), self.columns.len()),
+                }
+                .into());
+            }
+            let row = self
+                .columns
+                .iter()
+                .zip(fields)
+                .map(|(column, field)| Value::parse(column.kind, field))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| SinkError::Corrupt {
+                    key: format!("report {}", self.report.name()),
+                    reason: format!("unreadable row `{line}`"),
+                })?;
+            rows.push(row);
+        }
+        if let Some(interval) = self.fill {
+            rows = fill(rows, &self.range.buckets(interval), &self.columns);
+        }
+        Ok(Table {
+            report: self.report.name(),
+            range: self.range.clone(),
+            columns: self.columns.clone(),
+            rows,
+        })
+    }
+}
+
+/// Rows for every bucket: those that came back, zeros for the others.
+fn fill(rows: Vec<Vec<Value>>, buckets: &[i64], columns: &[Column]) -> Vec<Vec<Value>> {
+    let mut by_time: std::collections::BTreeMap<i64, Vec<Value>> = rows
+        .into_iter()
+        .filter_map(|row| match row.first() {
+            Some(Value::Time(t)) => Some((*t, row)),
+            _ => None,
+        })
+        .collect();
+    for bucket in buckets {
+        by_time.entry(*bucket).or_insert_with(|| {
+            columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| if i == 0 { Value::Time(*bucket) } else { Value::zero(c.kind) })
+                .collect()
+        });
+    }
+    by_time.into_values().collect()
+}
+
+/// How a column's values are typed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Text.
+    Text,
+    /// Unsigned integer.
+    UInt,
+    /// Signed integer (money in minor units).
+    Int,
+    /// Floating point (ratios, averages).
+    Float,
+    /// An instant, shown in the report's time zone.
+    Time,
+}
+
+/// A column of a report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    /// Its name.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: Kind,
+}
+
+/// One cell.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// Text.
+    Text(String),
+    /// Unsigned integer.
+    UInt(u64),
+    /// Signed integer.
+    Int(i64),
+    /// Floating point.
+    Float(f64),
+    /// Unix seconds.
+    Time(i64),
+}
+
+impl Value {
+    fn parse(kind: Kind, field: &str) -> Option<Self> {
+        Some(match kind {
+            Kind::Text => Self::Text(unescape(field)),
+            Kind::UInt => Self::UInt(field.parse().ok()?),
+            Kind::Int => Self::Int(field.parse().ok()?),
+            Kind::Float => Self::Float(match field {
+                "nan" | "-nan" | "inf" | "-inf" => 0.0,
+                _ => field.parse().ok()?,
+            }),
+            Kind::Time => Self::Time(field.parse().ok()?),
+        })
+    }
+
+    fn zero(kind: Kind) -> Self {
+        match kind {
+            Kind::Text => Self::Text(String::new()),
+            Kind::UInt => Self::UInt(0),
+            Kind::Int => Self::Int(0),
+            Kind::Float => Self::Float(0.0),
+            Kind::Time => Self::Time(0),
+        }
+    }
+}
+
+/// Undoes `TabSeparated` escaping.
+fn unescape(field: &str) -> String {
+    if !field.contains('\\') {
+        return field.to_string();
+    }
+    let mut out = String::with_capacity(field.len());
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('0') => out.push('\0'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// A report's result.
+#[derive(Clone, Debug)]
+pub struct Table {
+    /// The report's name.
+    pub report: &'static str,
+    /// Its range.
+    pub range: Range,
+    /// Its columns.
+    pub columns: Vec<Column>,
+    /// Its rows.
+    pub rows: Vec<Vec<Value>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        "2026-11-22T10:30:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn tab_separated_rows_are_read_by_column_kind_and_series_are_filled() {
+        let params = ReportParams { from: Some("2026-11-20".into()), to: Some("2026-11-22".into()), ..Default::default() };
+        let plan = Report::LinkSeries { link_id: 7 }.plan(&params, now()).unwrap();
+        let day = |d: &str| d.parse::<jiff::civil::Date>().unwrap().to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp().as_second();
+        let table = plan.table_from_tsv(&format!("{}\t5\t4\t3\n", day("2026-11-21"))).unwrap();
+        assert_eq!(table.rows.len(), 3, "one row per day");
+        assert_eq!(table.rows[0], vec![Value::Time(day("2026-11-20")), Value::UInt(0), Value::UInt(0), Value::UInt(0)]);
+        assert_eq!(table.rows[1], vec![Value::Time(day("2026-11-21")), Value::UInt(5), Value::UInt(4), Value::UInt(3)]);
+        let error = plan.table_from_tsv("1\t2\n").unwrap_err().to_string();
+        assert!(error.contains("2 fields"), "{error}");
+    }
+
+    #[test]
+    fn text_fields_are_unescaped() {
+        assert_eq!(unescape(r"a\tb\\c\nd"), "a\tb\\c\nd");
+        assert_eq!(unescape("plain"), "plain");
+    }
+
+    #[test]
+    fn no_report_reads_a_raw_table() {
+        let params = ReportParams { from: Some("2026-10-01".into()), tz: Some("Asia/Tokyo".into()), ..Default::default() };
+        let mut reports: Vec<Report> = NAMES.iter().map(|n| Report::named(n).unwrap()).collect();
+        reports.push(Report::LinkSeries { link_id: 1 });
+        reports.extend(DIMENSIONS.iter().map(|d| Report::breakdown(1, d).unwrap()));
+        for report in reports {
+            let sql = report.plan(&params, now()).unwrap().sql;
+            for raw in ["clicks", "orders", "links"] {
+                assert!(!sql.contains(&format!("FROM {raw} ")) && !sql.ends_with(&format!("FROM {raw}")), "{report:?} reads {raw}: {sql}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_parameters_name_themselves() {
+        let bad = |params: ReportParams, report: Report| report.plan(&params, now()).unwrap_err().param();
+        assert_eq!(bad(ReportParams { limit: Some(0), ..Default::default() }, Report::TopLinks), Some("limit"));
+        assert_eq!(bad(ReportParams { interval: Some("hour".into()), ..Default::default() }, Report::Sales), Some("interval"));
+        assert_eq!(Report::breakdown(1, "planet").unwrap_err().param(), Some("dimension"));
+    }
+}
+
+/// Today's (UTC) figures from the Redis counters: clicks (human, bot), order events by status,
+/// revenue by status and currency, and the ten links with the most human clicks.
+pub async fn live(counters: &crate::redis::Counters, now: Timestamp) -> Result<Table, ReportError> {
+    let range = Range::resolve(None, None, Some("UTC"), now)?;
+    let range = Range::resolve(Some(&range.to.to_string()), Some(&range.to.to_string()), Some("UTC"), now)?;
+    let day = range.to.to_string();
+    let totals = counters.hgetall(&format!("totals:{{{day}}}")).await?;
+    let orders = counters.hgetall(&format!("orders:{{{day}}}")).await?;
+    let top = counters.top(&format!("top:{{{day}}}"), 10).await?;
+    let row = |metric: &str, key: &str, value: i64| vec![Value::Text(metric.into()), Value::Text(key.into()), Value::Int(value)];
+    let mut rows = vec![
+        row("clicks", "human", totals.get("human").copied().unwrap_or(0)),
+        row("clicks", "bot", totals.get("bot").copied().unwrap_or(0)),
+    ];
+    for (field, value) in &orders {
+        if let Some(status) = field.strip_prefix("count:") {
+            rows.push(row("orders", status, *value));
+        }
+    }
+    for (field, value) in &orders {
+        if let Some(status_currency) = field.strip_prefix("revenue:") {
+            rows.push(row("revenue", &status_currency.replacen(':', " ", 1), *value));
+        }
+    }
+    for (link_id, clicks) in top {
+        rows.push(row("top_link", &link_id, clicks));
+    }
+    Ok(Table {
+        report: "live",
+        range,
+        columns: cols(&[("metric", Kind::Text), ("key", Kind::Text), ("value", Kind::Int)]),
+        rows,
+    })
+}
+

@@ -1,0 +1,286 @@
+//! Report time ranges: whole local days in a time zone, turned into UTC instants and split into
+//! the partial UTC days at the ends (read from hourly tables) and the whole UTC days between
+//! (read from daily tables).
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+
+use super::ReportError;
+
+/// The longest range a report covers.
+pub const MAX_DAYS: i64 = 3660;
+
+/// A resolved range: `from..=to` local days in `tz`, as UTC seconds `start..end`.
+#[derive(Clone, Debug)]
+pub struct Range {
+    /// First local day.
+    pub from: Date,
+    /// Last local day (inclusive).
+    pub to: Date,
+    /// The time zone's IANA name.
+    pub tz_name: String,
+    /// The time zone.
+    pub tz: TimeZone,
+    /// Start, Unix seconds, on an hour boundary.
+    pub start: i64,
+    /// End (exclusive), Unix seconds, on an hour boundary.
+    pub end: i64,
+}
+
+/// Where a range's rows are read: hour slices and whole UTC days (`[first, last)` midnights).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Split {
+    /// `[start, end)` slices of UTC hours.
+    pub hours: Vec<(i64, i64)>,
+    /// `[first, end)` UTC midnights of the whole days, when there are any.
+    pub days: Option<(i64, i64)>,
+}
+
+fn parse_date(param: &'static str, text: &str) -> Result<Date, ReportError> {
+    text.parse::<Date>().map_err(|_| ReportError::invalid(param, format!("`{text}` is not a date like 2026-11-22")))
+}
+
+fn day_start(date: Date, tz: &TimeZone, param: &'static str) -> Result<i64, ReportError> {
+    let zoned = date.to_zoned(tz.clone()).map_err(|e| ReportError::invalid(param, e.to_string()))?;
+    let seconds = zoned.timestamp().as_second();
+    // Zones with half-hour offsets are read on the UTC hour boundary before local midnight.
+    Ok(seconds - seconds.rem_euclid(3600))
+}
+
+impl Range {
+    /// `from` and `to` are `YYYY-MM-DD` (default: the 30 days up to today), `tz` an IANA name
+    /// (default `UTC`).
+    pub fn resolve(from: Option<&str>, to: Option<&str>, tz: Option<&str>, now: Timestamp) -> Result<Self, ReportError> {
+        let tz_name = tz.filter(|t| !t.is_empty()).unwrap_or("UTC").to_string();
+        let unknown = || {
+            ReportError::invalid("tz", format!("unknown time zone `{tz_name}`; use an IANA name such as Europe/Berlin"))
+        };
+        // The name goes into SQL: only what IANA names are made of.
+        if !tz_name.chars().all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c)) {
+            return Err(unknown());
+        }
+        let zone = TimeZone::get(&tz_name).map_err(|_| unknown())?;
+        let today = now.to_zoned(zone.clone()).date();
+        let to = match to.filter(|t| !t.is_empty()) {
+            Some(text) => parse_date("to", text)?,
+            None => today,
+        };
+        let from = match from.filter(|t| !t.is_empty()) {
+            Some(text) => parse_date("from", text)?,
+            None => to.checked_sub(jiff::Span::new().days(29)).map_err(|e| ReportError::invalid("to", e.to_string()))?,
+        };
+        if from > to {
+            return Err(ReportError::invalid("from", format!("{from} is after to ({to})")));
+        }
+        let start = day_start(from, &zone, "from")?;
+        let next = to.tomorrow().map_err(|e| ReportError::invalid("to", e.to_string()))?;
+        let end = day_start(next, &zone, "to")?;
+        if (end - start) / 86_400 > MAX_DAYS {
+            return Err(ReportError::invalid("from", format!("the range {from}..{to} is longer than {MAX_DAYS} days")));
+        }
+        Ok(Self { from, to, tz_name, tz: zone, start, end })
+    }
+
+    /// The hour slices at the ends and the whole UTC days between.
+    pub fn split(&self) -> Split {
+        let first_midnight = self.start + (86_400 - self.start.rem_euclid(86_400)) % 86_400;
+        let last_midnight = self.end - self.end.rem_euclid(86_400);
+        if first_midnight >= last_midnight {
+            return Split { hours: vec![(self.start, self.end)], days: None };
+        }
+        let hours = [(self.start, first_midnight), (last_midnight, self.end)].into_iter().filter(|(a, b)| a < b).collect();
+        Split { hours, days: Some((first_midnight, last_midnight)) }
+    }
+
+    /// `column` (DateTime, UTC hours) within the range, as SQL.
+    pub fn hours_sql(&self, column: &str) -> String {
+        format!("{column} >= toDateTime({}) AND {column} < toDateTime({})", self.start, self.end)
+    }
+
+    /// `column` (DateTime) within the hour slices of the split, as SQL (`0` when none).
+    pub fn split_hours_sql(&self, split: &Split, column: &str) -> String {
+        if split.hours.is_empty() {
+            return "0".into();
+        }
+        let parts: Vec<String> = split
+            .hours
+            .iter()
+            .map(|(a, b)| format!("({column} >= toDateTime({a}) AND {column} < toDateTime({b}))"))
+            .collect();
+        parts.join(" OR ")
+    }
+
+    /// `column` (Date, UTC days) within the whole days of the split, as SQL (`0` when none).
+    pub fn split_days_sql(&self, split: &Split, column: &str) -> String {
+        match split.days {
+            Some((a, b)) => format!("{column} >= toDate('{}') AND {column} < toDate('{}')", utc_date(a), utc_date(b)),
+            None => "0".into(),
+        }
+    }
+
+    /// The bucket start, Unix seconds, of `column` (UTC hours) for `interval`, as SQL.
+    pub fn bucket_sql(&self, interval: Interval, column: &str) -> String {
+        let tz = &self.tz_name;
+        match interval {
+            Interval::Hour => format!("toUInt32({column})"),
+            Interval::Day => format!("toUInt32(toStartOfDay({column}, '{tz}'))"),
+            Interval::Week => format!("toUInt32(toDateTime(toMonday({column}, '{tz}'), '{tz}'))"),
+            Interval::Month => format!("toUInt32(toDateTime(toStartOfMonth({column}, '{tz}'), '{tz}'))"),
+        }
+    }
+
+    /// Every bucket start of the range for `interval`, in order (series are filled with zeros).
+    pub fn buckets(&self, interval: Interval) -> Vec<i64> {
+        if interval == Interval::Hour {
+            return (self.start..self.end).step_by(3600).collect();
+        }
+        let mut starts = Vec::new();
+        let mut day = match interval {
+            Interval::Week => self.from.checked_sub(jiff::Span::new().days(i64::from(self.from.weekday().to_monday_zero_offset()))).unwrap_or(self.from),
+            Interval::Month => self.from.first_of_month(),
+            _ => self.from,
+        };
+        while day <= self.to {
+            if let Ok(start) = day_start(day, &self.tz, "from") {
+                starts.push(start);
+            }
+            let next = match interval {
+                Interval::Week => day.checked_add(jiff::Span::new().days(7)),
+                Interval::Month => day.checked_add(jiff::Span::new().months(1)),
+                _ => day.tomorrow(),
+            };
+            match next {
+                Ok(next) => day = next,
+                Err(_) => break,
+            }
+        }
+        starts
+    }
+
+    /// Unix seconds as RFC 3339 in the range's time zone.
+    pub fn format_time(&self, seconds: i64) -> String {
+        match Timestamp::from_second(seconds) {
+            Ok(ts) => ts.to_zoned(self.tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+            Err(_) => seconds.to_string(),
+        }
+    }
+}
+
+fn utc_date(seconds: i64) -> String {
+    Timestamp::from_second(seconds).map(|ts| ts.to_zoned(TimeZone::UTC).date().to_string()).unwrap_or_default()
+}
+
+/// Buckets of a time series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interval {
+    /// Hours.
+    Hour,
+    /// Local days.
+    Day,
+    /// Local weeks, from Monday.
+    Week,
+    /// Local months.
+    Month,
+}
+
+impl Interval {
+    /// Parses `hour`, `day`, `week` or `month`, allowing only `allowed`.
+    pub fn parse(text: Option<&str>, default: Self, allowed: &[Self]) -> Result<Self, ReportError> {
+        let parsed = match text.filter(|t| !t.is_empty()) {
+            None => return Ok(default),
+            Some("hour") => Self::Hour,
+            Some("day") => Self::Day,
+            Some("week") => Self::Week,
+            Some("month") => Self::Month,
+            Some(other) => return Err(ReportError::invalid("interval", format!("`{other}` is not one of {}", names(allowed)))),
+        };
+        if !allowed.contains(&parsed) {
+            return Err(ReportError::invalid("interval", format!("`{}` is not one of {}", parsed.name(), names(allowed))));
+        }
+        Ok(parsed)
+    }
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hour => "hour",
+            Self::Day => "day",
+            Self::Week => "week",
+            Self::Month => "month",
+        }
+    }
+}
+
+fn names(allowed: &[Interval]) -> String {
+    allowed.iter().map(|i| i.name()).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        "2026-11-22T10:30:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn defaults_are_the_last_thirty_days_in_utc() {
+        let range = Range::resolve(None, None, None, now()).unwrap();
+        assert_eq!(range.from.to_string(), "2026-10-24");
+        assert_eq!(range.to.to_string(), "2026-11-22");
+        assert_eq!(range.end - range.start, 30 * 86_400);
+        assert_eq!(range.split(), Split { hours: vec![], days: Some((range.start, range.end)) });
+    }
+
+    #[test]
+    fn a_zone_east_of_utc_reads_partial_days_from_hours() {
+        let range = Range::resolve(Some("2026-11-20"), Some("2026-11-21"), Some("Asia/Tokyo"), now()).unwrap();
+        // Tokyo midnight is 15:00 UTC the day before.
+        assert_eq!(range.format_time(range.start), "2026-11-20T00:00:00+09:00");
+        let split = range.split();
+        let midnight_20 = range.start + 9 * 3600;
+        assert_eq!(split.hours, vec![(range.start, midnight_20), (midnight_20 + 86_400, range.end)]);
+        assert_eq!(split.days, Some((midnight_20, midnight_20 + 86_400)));
+        assert_eq!(range.split_days_sql(&split, "day"), "day >= toDate('2026-11-20') AND day < toDate('2026-11-21')");
+    }
+
+    #[test]
+    fn one_partial_day_is_all_hours() {
+        let range = Range::resolve(Some("2026-11-20"), Some("2026-11-20"), Some("America/New_York"), now()).unwrap();
+        assert_eq!(range.split(), Split { hours: vec![(range.start, range.end)], days: None });
+        assert_eq!(range.split_days_sql(&range.split(), "day"), "0");
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let error = Range::resolve(Some("2026-13-01"), None, None, now()).unwrap_err();
+        assert_eq!(error.param(), Some("from"));
+        let error = Range::resolve(None, Some("yesterday"), None, now()).unwrap_err();
+        assert_eq!(error.param(), Some("to"));
+        let error = Range::resolve(None, None, Some("Mars/Olympus"), now()).unwrap_err();
+        assert_eq!(error.param(), Some("tz"));
+        let error = Range::resolve(None, None, Some("UTC'; DROP TABLE clicks"), now()).unwrap_err();
+        assert_eq!(error.param(), Some("tz"));
+        let error = Range::resolve(Some("2026-11-22"), Some("2026-11-01"), None, now()).unwrap_err();
+        assert!(error.to_string().contains("after"), "{error}");
+        let error = Range::resolve(Some("2000-01-01"), None, None, now()).unwrap_err();
+        assert!(error.to_string().contains("3660"), "{error}");
+        let error = Interval::parse(Some("minute"), Interval::Day, &[Interval::Day]).unwrap_err();
+        assert_eq!(error.param(), Some("interval"));
+        let error = Interval::parse(Some("hour"), Interval::Day, &[Interval::Day, Interval::Week]).unwrap_err();
+        assert!(error.to_string().contains("day, week"), "{error}");
+    }
+
+    #[test]
+    fn buckets_cover_the_range_in_local_time() {
+        let range = Range::resolve(Some("2026-11-01"), Some("2026-11-03"), Some("Europe/Berlin"), now()).unwrap();
+        let days: Vec<String> = range.buckets(Interval::Day).into_iter().map(|s| range.format_time(s)).collect();
+        assert_eq!(days, ["2026-11-01T00:00:00+01:00", "2026-11-02T00:00:00+01:00", "2026-11-03T00:00:00+01:00"]);
+        assert_eq!(range.buckets(Interval::Hour).len(), 72);
+        let weeks: Vec<String> = range.buckets(Interval::Week).into_iter().map(|s| range.format_time(s)).collect();
+        assert_eq!(weeks, ["2026-10-26T00:00:00+01:00", "2026-11-02T00:00:00+01:00"]);
+        let months: Vec<String> = range.buckets(Interval::Month).into_iter().map(|s| range.format_time(s)).collect();
+        assert_eq!(months, ["2026-11-01T00:00:00+01:00"]);
+    }
+}
