@@ -53,7 +53,12 @@ async fn link_id(state: &AppState, code: &str) -> Result<u64, ApiError> {
 }
 
 /// The table in the format asked for; `extra` fields go into the JSON object.
-fn respond(table: &Table, params: &ReportParams, headers: &HeaderMap, extra: serde_json::Value) -> Result<Response, ApiError> {
+fn respond(
+    table: &Table,
+    params: &ReportParams,
+    headers: &HeaderMap,
+    extra: serde_json::Value,
+) -> Result<Response, ApiError> {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let format = match params.format.as_deref() {
         Some(format) => format,
@@ -69,8 +74,10 @@ fn respond(table: &Table, params: &ReportParams, headers: &HeaderMap, extra: ser
             }
             Ok(Json(json).into_response())
         }
-        "csv" => Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"))], reports::to_csv(table))
-            .into_response()),
+        "csv" => {
+            Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"))], reports::to_csv(table))
+                .into_response())
+        }
         "arrow" => {
             let bytes = reports::to_arrow(table).map_err(|e| ApiError::unavailable("Arrow encoding", e))?;
             Ok(([(header::CONTENT_TYPE, HeaderValue::from_static(ARROW))], bytes).into_response())

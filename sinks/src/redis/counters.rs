@@ -400,11 +400,7 @@ impl Counters {
     /// A counter hash's fields (`orders:{2026-11-22}`, say).
     pub async fn hgetall(&self, key: &str) -> Result<BTreeMap<String, i64>, SinkError> {
         let key = self.config.key(format_args!("{key}"));
-        redis::cmd("HGETALL")
-            .arg(key)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(|e| self.config.error(e))
+        redis::cmd("HGETALL").arg(key).query_async(&mut self.conn.clone()).await.map_err(|e| self.config.error(e))
     }
 
     /// The `n` members of a sorted set with the highest scores (`top:{2026-11-22}`, say).

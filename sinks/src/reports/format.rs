@@ -17,7 +17,7 @@ fn cell(table: &Table, value: &Value) -> String {
     }
 }
 
-/// `{"report", "from", "to", "tz", "rows": [{column: value}]}`.
+/// `{"report", "from", "to", "tz", "columns": [name], "rows": [{column: value}]}`.
 pub fn to_json(table: &Table) -> serde_json::Value {
     let rows: Vec<serde_json::Value> = table
         .rows
@@ -46,6 +46,7 @@ pub fn to_json(table: &Table) -> serde_json::Value {
         "from": table.range.from.to_string(),
         "to": table.range.to.to_string(),
         "tz": table.range.tz_name,
+        "columns": table.columns.iter().map(|c| c.name).collect::<Vec<_>>(),
         "rows": rows,
     })
 }
@@ -161,7 +162,12 @@ mod tests {
     use super::*;
 
     fn table() -> Table {
-        let params = ReportParams { from: Some("2026-11-20".into()), to: Some("2026-11-20".into()), tz: Some("Europe/Berlin".into()), ..Default::default() };
+        let params = ReportParams {
+            from: Some("2026-11-20".into()),
+            to: Some("2026-11-20".into()),
+            tz: Some("Europe/Berlin".into()),
+            ..Default::default()
+        };
         let plan = Report::TopLinks.plan(&params, "2026-11-22T00:00:00Z".parse().unwrap()).unwrap();
         plan.table_from_tsv("7\tab,c\t10\t9\n8\tx\\ty\t3\t3\n").unwrap()
     }

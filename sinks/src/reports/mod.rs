@@ -73,7 +73,7 @@ pub const DIMENSIONS: &[&str] = &["country", "device", "browser", "os", "referre
 /// A report and what it is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Report {
-    /// A link's clicks, human clicks and unique visitors per hour/day/week/month.
+    /// A link's clicks, human clicks and unique human visitors per hour/day/week/month.
     LinkSeries {
         /// The link.
         link_id: u64,
@@ -144,7 +144,11 @@ impl Report {
             (Some(days @ 1..), None) => {
                 let to = Range::resolve(None, params.to.as_deref(), params.tz.as_deref(), now)?.to;
                 let days = i64::from(days.min(MAX_DAYS as u32 + 1)) - 1;
-                Some(to.checked_sub(jiff::Span::new().days(days)).map_err(|e| ReportError::invalid("days", e.to_string()))?.to_string())
+                Some(
+                    to.checked_sub(jiff::Span::new().days(days))
+                        .map_err(|e| ReportError::invalid("days", e.to_string()))?
+                        .to_string(),
+                )
             }
             (Some(_), None) => return Err(ReportError::invalid("days", "must be at least 1")),
             (None, from) => from.clone(),
@@ -159,16 +163,26 @@ impl Report {
         let split = range.split();
         let (sql, columns, fill) = match self {
             Self::LinkSeries { link_id } => {
-                let interval = series(Interval::Day, &[Interval::Hour, Interval::Day, Interval::Week, Interval::Month])?;
+                let interval =
+                    series(Interval::Day, &[Interval::Hour, Interval::Day, Interval::Week, Interval::Month])?;
                 let sql = format!(
                     "SELECT {bucket} AS bucket, countMerge(clicks) AS clicks, sumMerge(human_clicks) AS human_clicks, \
-                     toUInt64(uniqMerge(visitors)) AS visitors \
+                     toUInt64(uniqIfMerge(visitors)) AS visitors \
                      FROM clicks_hourly_by_link WHERE link_id = {link_id} AND {hours} \
                      GROUP BY bucket ORDER BY bucket",
                     bucket = range.bucket_sql(interval, "hour"),
                     hours = range.hours_sql("hour"),
                 );
-                (sql, cols(&[("time", Kind::Time), ("clicks", Kind::UInt), ("human_clicks", Kind::UInt), ("visitors", Kind::UInt)]), Some(interval))
+                (
+                    sql,
+                    cols(&[
+                        ("time", Kind::Time),
+                        ("clicks", Kind::UInt),
+                        ("human_clicks", Kind::UInt),
+                        ("visitors", Kind::UInt),
+                    ]),
+                    Some(interval),
+                )
             }
             Self::LinkBreakdown { link_id, dimension } => {
                 let sql = format!(
@@ -189,7 +203,16 @@ impl Report {
                     hours = range.split_hours_sql(&split, "hour"),
                     days = range.split_days_sql(&split, "day"),
                 );
-                (sql, cols(&[("link_id", Kind::UInt), ("code", Kind::Text), ("clicks", Kind::UInt), ("human_clicks", Kind::UInt)]), None)
+                (
+                    sql,
+                    cols(&[
+                        ("link_id", Kind::UInt),
+                        ("code", Kind::Text),
+                        ("clicks", Kind::UInt),
+                        ("human_clicks", Kind::UInt),
+                    ]),
+                    None,
+                )
             }
             Self::Sales => {
                 let interval = series(Interval::Day, &[Interval::Day, Interval::Week, Interval::Month])?;
@@ -201,7 +224,19 @@ impl Report {
                     bucket = range.bucket_sql(interval, "hour"),
                     hours = range.hours_sql("hour"),
                 );
-                (sql, cols(&[("time", Kind::Time), ("status", Kind::Text), ("currency", Kind::Text), ("orders", Kind::UInt), ("revenue", Kind::Int), ("items", Kind::UInt), ("average_order_value", Kind::Float)]), None)
+                (
+                    sql,
+                    cols(&[
+                        ("time", Kind::Time),
+                        ("status", Kind::Text),
+                        ("currency", Kind::Text),
+                        ("orders", Kind::UInt),
+                        ("revenue", Kind::Int),
+                        ("items", Kind::UInt),
+                        ("average_order_value", Kind::Float),
+                    ]),
+                    None,
+                )
             }
             Self::TopProducts => {
                 let sql = format!(
@@ -213,7 +248,17 @@ impl Report {
                     hours = range.split_hours_sql(&split, "hour"),
                     days = range.split_days_sql(&split, "day"),
                 );
-                (sql, cols(&[("product_id", Kind::Text), ("sku", Kind::Text), ("currency", Kind::Text), ("units", Kind::UInt), ("revenue", Kind::Int)]), None)
+                (
+                    sql,
+                    cols(&[
+                        ("product_id", Kind::Text),
+                        ("sku", Kind::Text),
+                        ("currency", Kind::Text),
+                        ("units", Kind::UInt),
+                        ("revenue", Kind::Int),
+                    ]),
+                    None,
+                )
             }
             Self::Customers => {
                 let interval = series(Interval::Day, &[Interval::Day, Interval::Week, Interval::Month])?;
@@ -221,16 +266,25 @@ impl Report {
                     "SELECT bucket, toUInt64(countIf(first_bucket = bucket)) AS new_customers, \
                      toUInt64(countIf(first_bucket < bucket)) AS returning_customers, sum(bucket_orders) AS paid_orders FROM (\
                      SELECT {bucket} AS bucket, customer_id, sum(orders) AS bucket_orders FROM customer_orders_hourly \
-                     WHERE {hours} GROUP BY bucket, customer_id) \
+                     WHERE {hours} GROUP BY bucket, customer_id) AS active \
                      ANY LEFT JOIN (\
                      SELECT customer_id, {first} AS first_bucket FROM (\
-                     SELECT customer_id, minMerge(first_order) AS first_paid FROM customers GROUP BY customer_id)) \
+                     SELECT customer_id, minMerge(first_order) AS first_paid FROM customers GROUP BY customer_id)) AS firsts \
                      USING customer_id GROUP BY bucket ORDER BY bucket",
                     bucket = range.bucket_sql(interval, "hour"),
                     first = range.bucket_sql(interval, "toStartOfHour(first_paid)"),
                     hours = range.hours_sql("hour"),
                 );
-                (sql, cols(&[("time", Kind::Time), ("new_customers", Kind::UInt), ("returning_customers", Kind::UInt), ("paid_orders", Kind::UInt)]), Some(interval))
+                (
+                    sql,
+                    cols(&[
+                        ("time", Kind::Time),
+                        ("new_customers", Kind::UInt),
+                        ("returning_customers", Kind::UInt),
+                        ("paid_orders", Kind::UInt),
+                    ]),
+                    Some(interval),
+                )
             }
             Self::Conversions => {
                 let sql = format!(
@@ -240,18 +294,30 @@ impl Report {
                      SELECT link_code, currency, orders, revenue FROM conversions_hourly WHERE {hours} \
                      UNION ALL \
                      SELECT link_code, currency, orders, revenue FROM conversions_daily WHERE {days}) \
-                     GROUP BY code, currency) \
+                     GROUP BY code, currency) AS attributed \
                      ANY LEFT JOIN (\
                      SELECT code, sum(clicks) AS link_clicks, sum(human_clicks) AS link_human_clicks FROM (\
                      SELECT code, clicks, human_clicks FROM link_clicks_hourly WHERE {hours} \
                      UNION ALL \
                      SELECT code, clicks, human_clicks FROM link_clicks_daily WHERE {days}) \
-                     GROUP BY code) USING code \
+                     GROUP BY code) AS clicked USING code \
                      ORDER BY paid_orders DESC, paid_revenue DESC, code, currency LIMIT {limit}",
                     hours = range.split_hours_sql(&split, "hour"),
                     days = range.split_days_sql(&split, "day"),
                 );
-                (sql, cols(&[("code", Kind::Text), ("clicks", Kind::UInt), ("human_clicks", Kind::UInt), ("currency", Kind::Text), ("orders", Kind::UInt), ("revenue", Kind::Int), ("conversion_rate", Kind::Float)]), None)
+                (
+                    sql,
+                    cols(&[
+                        ("code", Kind::Text),
+                        ("clicks", Kind::UInt),
+                        ("human_clicks", Kind::UInt),
+                        ("currency", Kind::Text),
+                        ("orders", Kind::UInt),
+                        ("revenue", Kind::Int),
+                        ("conversion_rate", Kind::Float),
+                    ]),
+                    None,
+                )
             }
         };
         Ok(Plan { report: self.clone(), range, sql, columns, fill })
@@ -319,12 +385,7 @@ impl Plan {
         if let Some(interval) = self.fill {
             rows = fill(rows, &self.range.buckets(interval), &self.columns);
         }
-        Ok(Table {
-            report: self.report.name(),
-            range: self.range.clone(),
-            columns: self.columns.clone(),
-            rows,
-        })
+        Ok(Table { report: self.report.name(), range: self.range.clone(), columns: self.columns.clone(), rows })
     }
 }
 
@@ -462,9 +523,12 @@ mod tests {
 
     #[test]
     fn tab_separated_rows_are_read_by_column_kind_and_series_are_filled() {
-        let params = ReportParams { from: Some("2026-11-20".into()), to: Some("2026-11-22".into()), ..Default::default() };
+        let params =
+            ReportParams { from: Some("2026-11-20".into()), to: Some("2026-11-22".into()), ..Default::default() };
         let plan = Report::LinkSeries { link_id: 7 }.plan(&params, now()).unwrap();
-        let day = |d: &str| d.parse::<jiff::civil::Date>().unwrap().to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp().as_second();
+        let day = |d: &str| {
+            d.parse::<jiff::civil::Date>().unwrap().to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp().as_second()
+        };
         let table = plan.table_from_tsv(&format!("{}\t5\t4\t3\n", day("2026-11-21"))).unwrap();
         assert_eq!(table.rows.len(), 3, "one row per day");
         assert_eq!(table.rows[0], vec![Value::Time(day("2026-11-20")), Value::UInt(0), Value::UInt(0), Value::UInt(0)]);
@@ -481,14 +545,18 @@ mod tests {
 
     #[test]
     fn no_report_reads_a_raw_table() {
-        let params = ReportParams { from: Some("2026-10-01".into()), tz: Some("Asia/Tokyo".into()), ..Default::default() };
+        let params =
+            ReportParams { from: Some("2026-10-01".into()), tz: Some("Asia/Tokyo".into()), ..Default::default() };
         let mut reports: Vec<Report> = NAMES.iter().map(|n| Report::named(n).unwrap()).collect();
         reports.push(Report::LinkSeries { link_id: 1 });
         reports.extend(DIMENSIONS.iter().map(|d| Report::breakdown(1, d).unwrap()));
         for report in reports {
             let sql = report.plan(&params, now()).unwrap().sql;
             for raw in ["clicks", "orders", "links"] {
-                assert!(!sql.contains(&format!("FROM {raw} ")) && !sql.ends_with(&format!("FROM {raw}")), "{report:?} reads {raw}: {sql}");
+                assert!(
+                    !sql.contains(&format!("FROM {raw} ")) && !sql.ends_with(&format!("FROM {raw}")),
+                    "{report:?} reads {raw}: {sql}"
+                );
             }
         }
     }
@@ -497,7 +565,10 @@ mod tests {
     fn bad_parameters_name_themselves() {
         let bad = |params: ReportParams, report: Report| report.plan(&params, now()).unwrap_err().param();
         assert_eq!(bad(ReportParams { limit: Some(0), ..Default::default() }, Report::TopLinks), Some("limit"));
-        assert_eq!(bad(ReportParams { interval: Some("hour".into()), ..Default::default() }, Report::Sales), Some("interval"));
+        assert_eq!(
+            bad(ReportParams { interval: Some("hour".into()), ..Default::default() }, Report::Sales),
+            Some("interval")
+        );
         assert_eq!(Report::breakdown(1, "planet").unwrap_err().param(), Some("dimension"));
     }
 }
@@ -511,7 +582,9 @@ pub async fn live(counters: &crate::redis::Counters, now: Timestamp) -> Result<T
     let totals = counters.hgetall(&format!("totals:{{{day}}}")).await?;
     let orders = counters.hgetall(&format!("orders:{{{day}}}")).await?;
     let top = counters.top(&format!("top:{{{day}}}"), 10).await?;
-    let row = |metric: &str, key: &str, value: i64| vec![Value::Text(metric.into()), Value::Text(key.into()), Value::Int(value)];
+    let row = |metric: &str, key: &str, value: i64| {
+        vec![Value::Text(metric.into()), Value::Text(key.into()), Value::Int(value)]
+    };
     let mut rows = vec![
         row("clicks", "human", totals.get("human").copied().unwrap_or(0)),
         row("clicks", "bot", totals.get("bot").copied().unwrap_or(0)),
@@ -536,4 +609,3 @@ pub async fn live(counters: &crate::redis::Counters, now: Timestamp) -> Result<T
         rows,
     })
 }
-

@@ -51,7 +51,12 @@ fn day_start(date: Date, tz: &TimeZone, param: &'static str) -> Result<i64, Repo
 impl Range {
     /// `from` and `to` are `YYYY-MM-DD` (default: the 30 days up to today), `tz` an IANA name
     /// (default `UTC`).
-    pub fn resolve(from: Option<&str>, to: Option<&str>, tz: Option<&str>, now: Timestamp) -> Result<Self, ReportError> {
+    pub fn resolve(
+        from: Option<&str>,
+        to: Option<&str>,
+        tz: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Self, ReportError> {
         let tz_name = tz.filter(|t| !t.is_empty()).unwrap_or("UTC").to_string();
         let unknown = || {
             ReportError::invalid("tz", format!("unknown time zone `{tz_name}`; use an IANA name such as Europe/Berlin"))
@@ -68,7 +73,9 @@ impl Range {
         };
         let from = match from.filter(|t| !t.is_empty()) {
             Some(text) => parse_date("from", text)?,
-            None => to.checked_sub(jiff::Span::new().days(29)).map_err(|e| ReportError::invalid("to", e.to_string()))?,
+            None => {
+                to.checked_sub(jiff::Span::new().days(29)).map_err(|e| ReportError::invalid("to", e.to_string()))?
+            }
         };
         if from > to {
             return Err(ReportError::invalid("from", format!("{from} is after to ({to})")));
@@ -89,7 +96,8 @@ impl Range {
         if first_midnight >= last_midnight {
             return Split { hours: vec![(self.start, self.end)], days: None };
         }
-        let hours = [(self.start, first_midnight), (last_midnight, self.end)].into_iter().filter(|(a, b)| a < b).collect();
+        let hours =
+            [(self.start, first_midnight), (last_midnight, self.end)].into_iter().filter(|(a, b)| a < b).collect();
         Split { hours, days: Some((first_midnight, last_midnight)) }
     }
 
@@ -137,7 +145,10 @@ impl Range {
         }
         let mut starts = Vec::new();
         let mut day = match interval {
-            Interval::Week => self.from.checked_sub(jiff::Span::new().days(i64::from(self.from.weekday().to_monday_zero_offset()))).unwrap_or(self.from),
+            Interval::Week => self
+                .from
+                .checked_sub(jiff::Span::new().days(i64::from(self.from.weekday().to_monday_zero_offset())))
+                .unwrap_or(self.from),
             Interval::Month => self.from.first_of_month(),
             _ => self.from,
         };
@@ -193,10 +204,15 @@ impl Interval {
             Some("day") => Self::Day,
             Some("week") => Self::Week,
             Some("month") => Self::Month,
-            Some(other) => return Err(ReportError::invalid("interval", format!("`{other}` is not one of {}", names(allowed)))),
+            Some(other) => {
+                return Err(ReportError::invalid("interval", format!("`{other}` is not one of {}", names(allowed))));
+            }
         };
         if !allowed.contains(&parsed) {
-            return Err(ReportError::invalid("interval", format!("`{}` is not one of {}", parsed.name(), names(allowed))));
+            return Err(ReportError::invalid(
+                "interval",
+                format!("`{}` is not one of {}", parsed.name(), names(allowed)),
+            ));
         }
         Ok(parsed)
     }
