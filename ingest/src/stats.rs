@@ -116,10 +116,8 @@ pub(crate) async fn link_breakdown(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let Query(params) = query?;
-    let report = Report::breakdown(0, &dimension)?;
     let link_id = link_id(&state, &code).await?;
-    let Report::LinkBreakdown { dimension, .. } = report else { unreachable!("breakdown() makes breakdowns") };
-    let table = run(&state, &Report::LinkBreakdown { link_id, dimension: dimension.clone() }, &params).await?;
+    let table = run(&state, &Report::breakdown(link_id, &dimension)?, &params).await?;
     respond(&table, &params, &headers, serde_json::json!({ "code": code, "link_id": link_id, "dimension": dimension }))
 }
 

@@ -160,7 +160,6 @@ impl Report {
             Some(n) => return Err(ReportError::invalid("limit", format!("{n} is not between 1 and 1000"))),
         };
         let series = |default, allowed: &[Interval]| Interval::parse(params.interval.as_deref(), default, allowed);
-        let split = range.split();
         let (sql, columns, fill) = match self {
             Self::LinkSeries { link_id } => {
                 let interval =
@@ -195,13 +194,13 @@ impl Report {
             }
             Self::TopLinks => {
                 let sql = format!(
-                    "SELECT link_id, code, sum(clicks) AS total, sum(human_clicks) AS humans FROM (\
-                     SELECT link_id, code, clicks, human_clicks FROM link_clicks_hourly WHERE {hours} \
-                     UNION ALL \
-                     SELECT link_id, code, clicks, human_clicks FROM link_clicks_daily WHERE {days}) \
+                    "SELECT link_id, code, sum(clicks) AS total, sum(human_clicks) AS humans FROM {rows} \
                      GROUP BY link_id, code ORDER BY humans DESC, total DESC, link_id LIMIT {limit}",
-                    hours = range.split_hours_sql(&split, "hour"),
-                    days = range.split_days_sql(&split, "day"),
+                    rows = range.hours_and_days_sql(
+                        "link_id, code, clicks, human_clicks",
+                        "link_clicks_hourly",
+                        "link_clicks_daily"
+                    ),
                 );
                 (
                     sql,
@@ -240,13 +239,13 @@ impl Report {
             }
             Self::TopProducts => {
                 let sql = format!(
-                    "SELECT product_id, sku, currency, sum(units) AS sold, sum(revenue) AS earned FROM (\
-                     SELECT product_id, sku, currency, units, revenue FROM product_sales_hourly WHERE {hours} \
-                     UNION ALL \
-                     SELECT product_id, sku, currency, units, revenue FROM product_sales_daily WHERE {days}) \
+                    "SELECT product_id, sku, currency, sum(units) AS sold, sum(revenue) AS earned FROM {rows} \
                      GROUP BY product_id, sku, currency ORDER BY earned DESC, sold DESC, product_id LIMIT {limit}",
-                    hours = range.split_hours_sql(&split, "hour"),
-                    days = range.split_days_sql(&split, "day"),
+                    rows = range.hours_and_days_sql(
+                        "product_id, sku, currency, units, revenue",
+                        "product_sales_hourly",
+                        "product_sales_daily",
+                    ),
                 );
                 (
                     sql,
@@ -290,20 +289,22 @@ impl Report {
                 let sql = format!(
                     "SELECT code, link_clicks, link_human_clicks, currency, paid_orders, paid_revenue, \
                      if(link_human_clicks = 0, 0, paid_orders / link_human_clicks) AS conversion_rate FROM (\
-                     SELECT link_code AS code, currency, sum(orders) AS paid_orders, sum(revenue) AS paid_revenue FROM (\
-                     SELECT link_code, currency, orders, revenue FROM conversions_hourly WHERE {hours} \
-                     UNION ALL \
-                     SELECT link_code, currency, orders, revenue FROM conversions_daily WHERE {days}) \
-                     GROUP BY code, currency) AS attributed \
+                     SELECT link_code AS code, currency, sum(orders) AS paid_orders, sum(revenue) AS paid_revenue \
+                     FROM {orders} GROUP BY code, currency) AS attributed \
                      ANY LEFT JOIN (\
-                     SELECT code, sum(clicks) AS link_clicks, sum(human_clicks) AS link_human_clicks FROM (\
-                     SELECT code, clicks, human_clicks FROM link_clicks_hourly WHERE {hours} \
-                     UNION ALL \
-                     SELECT code, clicks, human_clicks FROM link_clicks_daily WHERE {days}) \
-                     GROUP BY code) AS clicked USING code \
+                     SELECT code, sum(clicks) AS link_clicks, sum(human_clicks) AS link_human_clicks \
+                     FROM {clicks} GROUP BY code) AS clicked USING code \
                      ORDER BY paid_orders DESC, paid_revenue DESC, code, currency LIMIT {limit}",
-                    hours = range.split_hours_sql(&split, "hour"),
-                    days = range.split_days_sql(&split, "day"),
+                    orders = range.hours_and_days_sql(
+                        "link_code, currency, orders, revenue",
+                        "conversions_hourly",
+                        "conversions_daily",
+                    ),
+                    clicks = range.hours_and_days_sql(
+                        "code, clicks, human_clicks",
+                        "link_clicks_hourly",
+                        "link_clicks_daily"
+                    ),
                 );
                 (
                     sql,
@@ -576,9 +577,8 @@ mod tests {
 /// Today's (UTC) figures from the Redis counters: clicks (human, bot), order events by status,
 /// revenue by status and currency, and the ten links with the most human clicks.
 pub async fn live(counters: &crate::redis::Counters, now: Timestamp) -> Result<Table, ReportError> {
-    let range = Range::resolve(None, None, Some("UTC"), now)?;
-    let range = Range::resolve(Some(&range.to.to_string()), Some(&range.to.to_string()), Some("UTC"), now)?;
-    let day = range.to.to_string();
+    let day = now.to_zoned(jiff::tz::TimeZone::UTC).date().to_string();
+    let range = Range::resolve(Some(&day), Some(&day), Some("UTC"), now)?;
     let totals = counters.hgetall(&format!("totals:{{{day}}}")).await?;
     let orders = counters.hgetall(&format!("orders:{{{day}}}")).await?;
     let top = counters.top(&format!("top:{{{day}}}"), 10).await?;

@@ -127,6 +127,17 @@ impl Range {
         }
     }
 
+    /// `columns` of the range as one subquery: the partial UTC days at its ends from `hourly`
+    /// (column `hour`), the whole UTC days between from `daily` (column `day`).
+    pub fn hours_and_days_sql(&self, columns: &str, hourly: &str, daily: &str) -> String {
+        let split = self.split();
+        format!(
+            "(SELECT {columns} FROM {hourly} WHERE {} UNION ALL SELECT {columns} FROM {daily} WHERE {})",
+            self.split_hours_sql(&split, "hour"),
+            self.split_days_sql(&split, "day"),
+        )
+    }
+
     /// The bucket start, Unix seconds, of `column` (UTC hours) for `interval`, as SQL.
     pub fn bucket_sql(&self, interval: Interval, column: &str) -> String {
         let tz = &self.tz_name;
