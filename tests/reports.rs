@@ -21,6 +21,7 @@ fn ms(rfc3339: &str) -> u64 {
     rfc3339.parse::<jiff::Timestamp>().unwrap().as_millisecond() as u64
 }
 
+#[allow(clippy::too_many_arguments)]
 fn click(id: u64, at: &str, link_id: u64, code: &str, ua: &str, referrer: &str, ip: &str, country: &str) -> String {
     json!({"v": 1, "id": id, "ts": ms(at), "link_id": link_id, "code": code, "method": "GET", "ua": ua,
            "ref": referrer, "ip": ip, "country": country})

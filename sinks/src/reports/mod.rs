@@ -514,6 +514,42 @@ pub struct Table {
     pub rows: Vec<Vec<Value>>,
 }
 
+/// Today's (UTC) figures from the Redis counters: clicks (human, bot), order events by status,
+/// revenue by status and currency, and the ten links with the most human clicks.
+pub async fn live(counters: &crate::redis::Counters, now: Timestamp) -> Result<Table, ReportError> {
+    let day = now.to_zoned(jiff::tz::TimeZone::UTC).date().to_string();
+    let range = Range::resolve(Some(&day), Some(&day), Some("UTC"), now)?;
+    let totals = counters.hgetall(&format!("totals:{{{day}}}")).await?;
+    let orders = counters.hgetall(&format!("orders:{{{day}}}")).await?;
+    let top = counters.top(&format!("top:{{{day}}}"), 10).await?;
+    let row = |metric: &str, key: &str, value: i64| {
+        vec![Value::Text(metric.into()), Value::Text(key.into()), Value::Int(value)]
+    };
+    let mut rows = vec![
+        row("clicks", "human", totals.get("human").copied().unwrap_or(0)),
+        row("clicks", "bot", totals.get("bot").copied().unwrap_or(0)),
+    ];
+    for (field, value) in &orders {
+        if let Some(status) = field.strip_prefix("count:") {
+            rows.push(row("orders", status, *value));
+        }
+    }
+    for (field, value) in &orders {
+        if let Some(status_currency) = field.strip_prefix("revenue:") {
+            rows.push(row("revenue", &status_currency.replacen(':', " ", 1), *value));
+        }
+    }
+    for (link_id, clicks) in top {
+        rows.push(row("top_link", &link_id, clicks));
+    }
+    Ok(Table {
+        report: "live",
+        range,
+        columns: cols(&[("metric", Kind::Text), ("key", Kind::Text), ("value", Kind::Int)]),
+        rows,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -572,40 +608,4 @@ mod tests {
         );
         assert_eq!(Report::breakdown(1, "planet").unwrap_err().param(), Some("dimension"));
     }
-}
-
-/// Today's (UTC) figures from the Redis counters: clicks (human, bot), order events by status,
-/// revenue by status and currency, and the ten links with the most human clicks.
-pub async fn live(counters: &crate::redis::Counters, now: Timestamp) -> Result<Table, ReportError> {
-    let day = now.to_zoned(jiff::tz::TimeZone::UTC).date().to_string();
-    let range = Range::resolve(Some(&day), Some(&day), Some("UTC"), now)?;
-    let totals = counters.hgetall(&format!("totals:{{{day}}}")).await?;
-    let orders = counters.hgetall(&format!("orders:{{{day}}}")).await?;
-    let top = counters.top(&format!("top:{{{day}}}"), 10).await?;
-    let row = |metric: &str, key: &str, value: i64| {
-        vec![Value::Text(metric.into()), Value::Text(key.into()), Value::Int(value)]
-    };
-    let mut rows = vec![
-        row("clicks", "human", totals.get("human").copied().unwrap_or(0)),
-        row("clicks", "bot", totals.get("bot").copied().unwrap_or(0)),
-    ];
-    for (field, value) in &orders {
-        if let Some(status) = field.strip_prefix("count:") {
-            rows.push(row("orders", status, *value));
-        }
-    }
-    for (field, value) in &orders {
-        if let Some(status_currency) = field.strip_prefix("revenue:") {
-            rows.push(row("revenue", &status_currency.replacen(':', " ", 1), *value));
-        }
-    }
-    for (link_id, clicks) in top {
-        rows.push(row("top_link", &link_id, clicks));
-    }
-    Ok(Table {
-        report: "live",
-        range,
-        columns: cols(&[("metric", Kind::Text), ("key", Kind::Text), ("value", Kind::Int)]),
-        rows,
-    })
 }
