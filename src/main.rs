@@ -50,6 +50,13 @@ enum Command {
         /// Server version, e.g. 18.16 or 25.8.
         #[arg(long, default_value = "18.16")]
         server: String,
+        /// The cluster schema instead, with this cluster's name filled in (docs/cluster.md).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Write the cluster schema's files (with `${cluster}` and `${database}` left open) into
+        /// this directory, one per migration: `clickhouse-schema/cluster/` is made this way.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["cluster"])]
+        write_cluster: Option<std::path::PathBuf>,
     },
     /// Run a report: top-links, sales, top-products, customers, conversions, live, or link
     /// (with --link CODE, and --dimension for a breakdown).
@@ -162,14 +169,31 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Migrate { print, unlock, lock_wait, clickhouse } => {
             migrate(clickhouse, print, unlock, lock_wait).await?
         }
-        Command::Schema { server } => {
+        Command::Schema { server, cluster, write_cluster } => {
+            use sinks::clickhouse::{Migration, Placeholders, cluster_migrations, clusterize};
             let version = sinks::clickhouse::ServerVersion::parse(&server)
                 .with_context(|| format!("--server: `{server}` is not a version like 18.16"))?;
-            let statements: Vec<String> = sinks::clickhouse::Migration::embedded()?
+            if let Some(dir) = write_cluster {
+                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                for (name, text) in clusterize(&Migration::embedded()?)? {
+                    let path = dir.join(&name);
+                    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+                    println!("{}", path.display());
+                }
+                return Ok(());
+            }
+            let migrations = match &cluster {
+                Some(_) => cluster_migrations(&Migration::embedded()?)?,
+                None => Migration::embedded()?,
+            };
+            let statements: Vec<String> = migrations
                 .into_iter()
                 .flat_map(|m| m.statements)
                 .filter(|s| s.runs_on(version))
-                .map(|s| s.sql)
+                .map(|s| match &cluster {
+                    Some(cluster) => Placeholders { cluster, database: "runnel" }.fill(&s.sql),
+                    None => s.sql,
+                })
                 .collect();
             println!("{}", serde_json::to_string_pretty(&statements)?);
         }

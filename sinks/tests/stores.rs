@@ -19,6 +19,7 @@ fn clickhouse(database: &str) -> ClickhouseConfig {
         database: database.into(),
         user: "default".into(),
         password: String::new(),
+        cluster: None,
     }
 }
 

@@ -35,6 +35,11 @@ pub struct ClickhouseConfig {
         hide_env_values = true
     )]
     pub password: String,
+    /// Cluster (in the servers' `remote_servers`) whose sharded, replicated schema
+    /// (`clickhouse-schema/cluster/`) `runnel migrate` applies; writes then wait until every
+    /// shard stored its rows (`insert_distributed_sync`). Unset: one server.
+    #[arg(id = "clickhouse_cluster", long = "clickhouse-cluster", env = "RUNNEL_CLICKHOUSE_CLUSTER")]
+    pub cluster: Option<String>,
 }
 
 impl ClickhouseConfig {
@@ -57,6 +62,14 @@ impl ClickhouseConfig {
                 reason: format!("'{}' must be letters, digits and _", self.database),
             });
         }
+        if let Some(cluster) = &self.cluster
+            && (cluster.is_empty() || !cluster.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Err(SinkError::Invalid {
+                variable: "RUNNEL_CLICKHOUSE_CLUSTER",
+                reason: format!("'{cluster}' must be letters, digits and _"),
+            });
+        }
         Ok(())
     }
 
@@ -67,7 +80,12 @@ impl ClickhouseConfig {
 
     /// A client without a database, for `CREATE DATABASE`.
     pub(crate) fn server_client(&self) -> Client {
-        let client = Client::default().with_url(&self.url).with_user(&self.user).with_validation(false);
+        let mut client = Client::default().with_url(&self.url).with_user(&self.user).with_validation(false);
+        if self.cluster.is_some() {
+            // An INSERT into a Distributed table answers once every shard stored its rows, so a
+            // stored batch (and its fence) is on its shard, not in a local queue.
+            client = client.with_setting("insert_distributed_sync", "1");
+        }
         if self.password.is_empty() { client } else { client.with_password(&self.password) }
     }
 
@@ -87,7 +105,13 @@ mod tests {
     use super::*;
 
     fn config(url: &str, database: &str) -> ClickhouseConfig {
-        ClickhouseConfig { url: url.into(), database: database.into(), user: "default".into(), password: String::new() }
+        ClickhouseConfig {
+            url: url.into(),
+            database: database.into(),
+            user: "default".into(),
+            password: String::new(),
+            cluster: None,
+        }
     }
 
     #[test]

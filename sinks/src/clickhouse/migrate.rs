@@ -17,6 +17,7 @@ use clickhouse::Row;
 use serde::Deserialize;
 
 use super::ClickhouseConfig;
+use super::Placeholders;
 use crate::SinkError;
 
 mod embedded {
@@ -241,8 +242,13 @@ pub struct Migrator {
 
 impl Migrator {
     /// A migrator for the embedded migrations.
+    /// With a cluster configured, the migrations translated for it (`clickhouse-schema/cluster/`).
     pub fn new(config: ClickhouseConfig) -> Result<Self, SinkError> {
-        Ok(Self::with_migrations(config, Migration::embedded()?))
+        let migrations = match config.cluster {
+            Some(_) => super::cluster_migrations(&Migration::embedded()?)?,
+            None => Migration::embedded()?,
+        };
+        Ok(Self::with_migrations(config, migrations))
     }
 
     /// A migrator for the given migrations (tests use their own).
@@ -267,19 +273,40 @@ impl Migrator {
         SinkError::Migration { file: file.to_string(), reason: format!("{what}: {}", self.config.error(error)) }
     }
 
+    /// Runs a statement, with the cluster's and database's names filled in.
     async fn execute(&self, sql: &str) -> Result<(), SinkError> {
-        self.config.client().query(sql).execute().await.map_err(|e| self.config.error(e))
+        let sql = match &self.config.cluster {
+            Some(cluster) => Placeholders { cluster, database: &self.config.database }.fill(sql),
+            None => sql.to_string(),
+        };
+        self.config.client().query(&sql).execute().await.map_err(|e| self.config.error(e))
+    }
+
+    /// `ON CLUSTER ${cluster}` and an engine replicated to every node of the cluster (one
+    /// ZooKeeper path, a replica per node), or a plain local engine on one server.
+    fn bookkeeping_engine(&self, table: &str) -> (&'static str, String) {
+        match self.config.cluster {
+            Some(_) => (
+                " ON CLUSTER ${cluster}",
+                format!("ReplicatedMergeTree('/clickhouse/runnel/${{database}}/{table}', '{{shard}}-{{replica}}')"),
+            ),
+            None => ("", "MergeTree".to_string()),
+        }
     }
 
     async fn ensure_bookkeeping(&self) -> Result<(), SinkError> {
-        self.config
-            .server_client()
-            .query(&format!("CREATE DATABASE IF NOT EXISTS {}", self.config.database))
-            .execute()
-            .await
-            .map_err(|e| self.config.error(e))?;
-        self.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, checksum String, applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version").await?;
-        self.execute("CREATE TABLE IF NOT EXISTS schema_skipped (version UInt32, name String, statement UInt32, min_version String, applied UInt8, at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY (version, statement)").await
+        let on_cluster = if self.config.cluster.is_some() { " ON CLUSTER ${cluster}" } else { "" };
+        let create = format!("CREATE DATABASE IF NOT EXISTS {}{on_cluster}", self.config.database);
+        let create = match &self.config.cluster {
+            Some(cluster) => Placeholders { cluster, database: &self.config.database }.fill(&create),
+            None => create,
+        };
+        self.config.server_client().query(&create).execute().await.map_err(|e| self.config.error(e))?;
+        let db = if self.config.cluster.is_some() { "${database}." } else { "" };
+        let (on, engine) = self.bookkeeping_engine("schema_migrations");
+        self.execute(&format!("CREATE TABLE IF NOT EXISTS {db}schema_migrations{on} (version UInt32, name String, checksum String, applied_at DateTime DEFAULT now()) ENGINE = {engine} ORDER BY version")).await?;
+        let (on, engine) = self.bookkeeping_engine("schema_skipped");
+        self.execute(&format!("CREATE TABLE IF NOT EXISTS {db}schema_skipped{on} (version UInt32, name String, statement UInt32, min_version String, applied UInt8, at DateTime DEFAULT now()) ENGINE = {engine} ORDER BY (version, statement)")).await
     }
 
     /// The server's version.
@@ -433,12 +460,21 @@ impl Migrator {
     async fn lock(&self) -> Result<(), SinkError> {
         let started = Instant::now();
         let mut told = Instant::now();
-        let create = format!("CREATE TABLE {LOCK_TABLE} (owner String, since DateTime DEFAULT now()) ENGINE = TinyLog");
+        // On a cluster the lock is one ZooKeeper replica name that only one node can register.
+        let engine = match self.config.cluster {
+            Some(_) => {
+                "ReplicatedMergeTree('/clickhouse/runnel/${database}/schema_migrations_lock', 'holder') ORDER BY tuple()"
+            }
+            None => "TinyLog",
+        };
+        let create =
+            format!("CREATE TABLE {LOCK_TABLE} (owner String, since DateTime DEFAULT now()) ENGINE = {engine}");
         loop {
-            match self.config.client().query(&create).execute().await {
+            match self.execute(&create).await {
                 Ok(()) => break,
-                // 57: TABLE_ALREADY_EXISTS (also while another CREATE of it is in flight).
-                Err(error) if error.to_string().contains("Code: 57") => {
+                // 57: TABLE_ALREADY_EXISTS (also while another CREATE of it is in flight);
+                // 253: REPLICA_IS_ALREADY_EXIST (another node of the cluster holds it).
+                Err(error) if ["Code: 57", "Code: 253"].iter().any(|code| error.to_string().contains(code)) => {
                     let holder = self.lock_holder().await;
                     if started.elapsed() >= self.lock_wait {
                         return Err(SinkError::Migration {
@@ -455,7 +491,7 @@ impl Migrator {
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                Err(error) => return Err(self.config.error(error)),
+                Err(error) => return Err(error),
             }
         }
         let owner = format!(

@@ -4,11 +4,13 @@
 //! Talks to servers from 18.16 on over HTTP in `RowBinary`. The client's schema validation
 //! (`RowBinaryWithNamesAndTypes`) needs a newer server and stays off.
 
+mod cluster;
 mod config;
 mod migrate;
 mod stats;
 mod writer;
 
+pub use cluster::{Placeholders, cluster_migrations, clusterize};
 pub use config::ClickhouseConfig;
 pub use migrate::{ApplyReport, Deferred, Migration, MigrationPlan, Migrator, ServerVersion, Statement};
 pub use stats::{DailyStats, daily_stats};
