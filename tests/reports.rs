@@ -115,6 +115,10 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
     let base = format!("{}/api", env.edge_url());
     let utc = "from=2026-11-10&to=2026-11-12";
     let tokyo = "from=2026-11-11&to=2026-11-12&tz=Asia/Tokyo";
+    let months = "from=2026-10-01&to=2026-11-30";
+    // Today's click counts in October–November only while today is in them.
+    let live =
+        u64::from(jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC).date() < jiff::civil::date(2026, 12, 1));
     let t = |day: &str| format!("{day}T00:00:00+00:00");
 
     // The reports through the API, each with the answer worked out by hand from the data above.
@@ -163,6 +167,36 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
             vec![
                 vec![json!(a_id), json!("rpt-a"), json!(4), json!(3)],
                 vec![json!(b_id), json!("rpt-b"), json!(2), json!(2)],
+            ],
+        ),
+        // October and November whole: read from the monthly rollups (0007), today's click too.
+        (
+            format!("reports/top-links?{months}"),
+            vec![
+                vec![json!(a_id), json!("rpt-a"), json!(4 + live), json!(3 + live)],
+                vec![json!(b_id), json!("rpt-b"), json!(2), json!(2)],
+            ],
+        ),
+        (
+            format!("reports/top-products?{months}&limit=2"),
+            vec![
+                vec![json!("p1"), json!("SKU-p1"), json!("EUR"), json!(2), json!(1000)],
+                vec![json!("p1"), json!("SKU-p1"), json!("USD"), json!(1), json!(700)],
+            ],
+        ),
+        (
+            format!("reports/conversions?{months}"),
+            vec![
+                vec![
+                    json!("rpt-a"),
+                    json!(4 + live),
+                    json!(3 + live),
+                    json!("EUR"),
+                    json!(2),
+                    json!(1300),
+                    json!(2.0 / (3 + live) as f64),
+                ],
+                vec![json!("rpt-b"), json!(2), json!(2), json!("USD"), json!(1), json!(700), json!(0.5)],
             ],
         ),
         // Tokyo's 11th–12th are UTC 10th 15:00 to 12th 15:00: hours at both ends, the 11th whole.
@@ -435,6 +469,10 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
                 queries.push((format!("{name}-{label}-{}", interval.unwrap_or("default")), args));
             }
         }
+    }
+    for name in ["top-links", "top-products", "conversions"] {
+        let args = [name, "--from", "2026-10-01", "--to", "2026-11-30"];
+        queries.push((format!("{name}-months"), args.iter().map(|a| a.to_string()).collect()));
     }
     let mut sql = serde_json::Map::new();
     let mut answers = BTreeMap::new();

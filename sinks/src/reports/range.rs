@@ -130,11 +130,47 @@ impl Range {
     /// `columns` of the range as one subquery: the partial UTC days at its ends from `hourly`
     /// (column `hour`), the whole UTC days between from `daily` (column `day`).
     pub fn hours_and_days_sql(&self, columns: &str, hourly: &str, daily: &str) -> String {
+        self.hours_and_days_where_sql(columns, hourly, daily, "1")
+    }
+
+    /// [`Range::hours_and_days_sql`] of the rows matching `filter` only.
+    pub fn hours_and_days_where_sql(&self, columns: &str, hourly: &str, daily: &str, filter: &str) -> String {
         let split = self.split();
         format!(
-            "(SELECT {columns} FROM {hourly} WHERE {} UNION ALL SELECT {columns} FROM {daily} WHERE {})",
+            "(SELECT {columns} FROM {hourly} WHERE ({}) AND {filter} UNION ALL SELECT {columns} FROM {daily} WHERE ({}) AND {filter})",
             self.split_hours_sql(&split, "hour"),
             self.split_days_sql(&split, "day"),
+        )
+    }
+
+    /// [`Range::hours_and_days_where_sql`] with the whole UTC months among the whole days read
+    /// from `monthly` (column `month`, the month's first day): a long range of a top list reads
+    /// about one row per key and month instead of one per key and day.
+    pub fn hours_days_months_where_sql(
+        &self,
+        columns: &str,
+        [hourly, daily, monthly]: [&str; 3],
+        filter: &str,
+    ) -> String {
+        let split = self.split();
+        let hours = self.split_hours_sql(&split, "hour");
+        let Some((first, last)) = split.days else {
+            return self.hours_and_days_where_sql(columns, hourly, daily, filter);
+        };
+        let (Ok(first), Ok(last)) = (Timestamp::from_second(first), Timestamp::from_second(last)) else {
+            return self.hours_and_days_where_sql(columns, hourly, daily, filter);
+        };
+        let (first, last) = (first.to_zoned(TimeZone::UTC).date(), last.to_zoned(TimeZone::UTC).date());
+        let months_from = if first.day() == 1 { first } else { first.last_of_month().tomorrow().unwrap_or(last) };
+        let months_to = last.first_of_month();
+        if months_from >= months_to {
+            return self.hours_and_days_where_sql(columns, hourly, daily, filter);
+        }
+        format!(
+            "(SELECT {columns} FROM {hourly} WHERE ({hours}) AND {filter} \
+             UNION ALL SELECT {columns} FROM {daily} WHERE ((day >= toDate('{first}') AND day < toDate('{months_from}')) \
+             OR (day >= toDate('{months_to}') AND day < toDate('{last}'))) AND {filter} \
+             UNION ALL SELECT {columns} FROM {monthly} WHERE month >= toDate('{months_from}') AND month < toDate('{months_to}') AND {filter})"
         )
     }
 
@@ -277,6 +313,34 @@ mod tests {
         let range = Range::resolve(Some("2026-11-20"), Some("2026-11-20"), Some("America/New_York"), now()).unwrap();
         assert_eq!(range.split(), Split { hours: vec![(range.start, range.end)], days: None });
         assert_eq!(range.split_days_sql(&range.split(), "day"), "0");
+    }
+
+    #[test]
+    fn whole_months_are_read_from_the_monthly_table() {
+        let tables = ["h", "d", "m"];
+        let range = Range::resolve(Some("2026-08-25"), Some("2026-11-22"), None, now()).unwrap();
+        let sql = range.hours_days_months_where_sql("x", tables, "k = 1");
+        assert!(sql.contains("FROM h WHERE (0) AND k = 1"), "{sql}");
+        assert!(
+            sql.contains("(day >= toDate('2026-08-25') AND day < toDate('2026-09-01')) OR (day >= toDate('2026-11-01') AND day < toDate('2026-11-23'))"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("FROM m WHERE month >= toDate('2026-09-01') AND month < toDate('2026-11-01') AND k = 1"),
+            "{sql}"
+        );
+        // A range starting on the 1st reads its first month whole.
+        let range = Range::resolve(Some("2026-09-01"), Some("2026-10-31"), None, now()).unwrap();
+        let sql = range.hours_days_months_where_sql("x", tables, "1");
+        assert!(sql.contains("month >= toDate('2026-09-01') AND month < toDate('2026-11-01')"), "{sql}");
+        // Within one month (or in Tokyo, where the UTC days start mid-month too): days only.
+        let range = Range::resolve(Some("2026-11-01"), Some("2026-11-22"), None, now()).unwrap();
+        assert_eq!(
+            range.hours_days_months_where_sql("x", tables, "1"),
+            range.hours_and_days_where_sql("x", "h", "d", "1")
+        );
+        let range = Range::resolve(Some("2026-09-01"), Some("2026-09-30"), Some("Asia/Tokyo"), now()).unwrap();
+        assert!(!range.hours_days_months_where_sql("x", tables, "1").contains("FROM m"));
     }
 
     #[test]

@@ -1,0 +1,63 @@
+-- 0007_report_rollups.sql for a cluster: generated from clickhouse-schema/0007_report_rollups.sql by `runnel schema --write-cluster`;
+-- edit the single-server file, not this one (docs/cluster.md).
+
+CREATE TABLE IF NOT EXISTS ${database}.link_clicks_monthly_local ON CLUSTER ${cluster}
+(
+    month Date,
+    link_id UInt64,
+    code String,
+    clicks UInt64,
+    human_clicks UInt64
+)
+ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/${database}/link_clicks_monthly_local', '{replica}')
+PARTITION BY toYear(month)
+ORDER BY (month, link_id, code);
+
+CREATE TABLE IF NOT EXISTS ${database}.link_clicks_monthly ON CLUSTER ${cluster} AS ${database}.link_clicks_monthly_local
+ENGINE = Distributed(${cluster}, ${database}, link_clicks_monthly_local, rand());
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ${database}.link_clicks_monthly_mv ON CLUSTER ${cluster} TO ${database}.link_clicks_monthly_local AS
+SELECT toStartOfMonth(toDate(ts, 'UTC')) AS month, link_id, code, count() AS clicks, sum(toUInt64(1 - is_bot)) AS human_clicks
+FROM ${database}.clicks_local
+GROUP BY month, link_id, code;
+
+INSERT INTO link_clicks_monthly
+SELECT toStartOfMonth(toDate(ts, 'UTC')) AS month, link_id, code, count(), sum(toUInt64(1 - is_bot))
+FROM clicks
+GROUP BY month, link_id, code;
+
+CREATE TABLE IF NOT EXISTS ${database}.product_sales_monthly_local ON CLUSTER ${cluster}
+(
+    month Date,
+    product_id String,
+    sku String,
+    currency String,
+    units UInt64,
+    revenue Int64
+)
+ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/${database}/product_sales_monthly_local', '{replica}')
+PARTITION BY toYear(month)
+ORDER BY (month, product_id, sku, currency);
+
+CREATE TABLE IF NOT EXISTS ${database}.product_sales_monthly ON CLUSTER ${cluster} AS ${database}.product_sales_monthly_local
+ENGINE = Distributed(${cluster}, ${database}, product_sales_monthly_local, rand());
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ${database}.product_sales_monthly_mv ON CLUSTER ${cluster} TO ${database}.product_sales_monthly_local AS
+SELECT
+    toStartOfMonth(toDate(ts, 'UTC')) AS month,
+    product_id,
+    sku,
+    currency,
+    sum(toUInt64(quantity)) AS units,
+    sum(quantity * unit_price) AS revenue
+FROM ${database}.orders_local
+ARRAY JOIN item_product_id AS product_id, item_sku AS sku, item_quantity AS quantity, item_unit_price AS unit_price
+WHERE status = 'paid'
+GROUP BY month, product_id, sku, currency;
+
+INSERT INTO product_sales_monthly
+SELECT toStartOfMonth(toDate(ts, 'UTC')) AS month, product_id, sku, currency, sum(toUInt64(quantity)), sum(quantity * unit_price)
+FROM orders
+ARRAY JOIN item_product_id AS product_id, item_sku AS sku, item_quantity AS quantity, item_unit_price AS unit_price
+WHERE status = 'paid'
+GROUP BY month, product_id, sku, currency;
