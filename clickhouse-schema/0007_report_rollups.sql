@@ -54,3 +54,48 @@ FROM orders
 ARRAY JOIN item_product_id AS product_id, item_sku AS sku, item_quantity AS quantity, item_unit_price AS unit_price
 WHERE status = 'paid'
 GROUP BY month, product_id, sku, currency;
+
+-- Each customer's first paid order, keyed by a 64-bit hash of the customer id: the customers
+-- report merges one small row per customer (new customers per bucket) without a join.
+CREATE TABLE IF NOT EXISTS customer_firsts
+(
+    customer UInt64,
+    first_order AggregateFunction(min, DateTime)
+)
+ENGINE = AggregatingMergeTree
+ORDER BY customer;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS customer_firsts_mv TO customer_firsts AS
+SELECT cityHash64(customer_id) AS customer, minState(ts) AS first_order
+FROM orders
+WHERE status = 'paid' AND customer_id != ''
+GROUP BY customer;
+
+INSERT INTO customer_firsts
+SELECT cityHash64(customer_id) AS customer, minState(ts)
+FROM orders
+WHERE status = 'paid' AND customer_id != ''
+GROUP BY customer;
+
+-- Clicks per link code and day, ordered by code: conversions read the clicks of their top
+-- attributed codes only (order events carry the code, not the link id).
+CREATE TABLE IF NOT EXISTS link_code_clicks_daily
+(
+    code String,
+    day Date,
+    clicks UInt64,
+    human_clicks UInt64
+)
+ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (code, day);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS link_code_clicks_daily_mv TO link_code_clicks_daily AS
+SELECT code, toDate(ts, 'UTC') AS day, count() AS clicks, sum(toUInt64(1 - is_bot)) AS human_clicks
+FROM clicks
+GROUP BY code, day;
+
+INSERT INTO link_code_clicks_daily
+SELECT code, toDate(ts, 'UTC') AS day, count(), sum(toUInt64(1 - is_bot))
+FROM clicks
+GROUP BY code, day;

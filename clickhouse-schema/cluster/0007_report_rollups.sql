@@ -61,3 +61,50 @@ FROM orders
 ARRAY JOIN item_product_id AS product_id, item_sku AS sku, item_quantity AS quantity, item_unit_price AS unit_price
 WHERE status = 'paid'
 GROUP BY month, product_id, sku, currency;
+
+CREATE TABLE IF NOT EXISTS ${database}.customer_firsts_local ON CLUSTER ${cluster}
+(
+    customer UInt64,
+    first_order AggregateFunction(min, DateTime)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/${database}/customer_firsts_local', '{replica}')
+ORDER BY customer;
+
+CREATE TABLE IF NOT EXISTS ${database}.customer_firsts ON CLUSTER ${cluster} AS ${database}.customer_firsts_local
+ENGINE = Distributed(${cluster}, ${database}, customer_firsts_local, rand());
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ${database}.customer_firsts_mv ON CLUSTER ${cluster} TO ${database}.customer_firsts_local AS
+SELECT cityHash64(customer_id) AS customer, minState(ts) AS first_order
+FROM ${database}.orders_local
+WHERE status = 'paid' AND customer_id != ''
+GROUP BY customer;
+
+INSERT INTO customer_firsts
+SELECT cityHash64(customer_id) AS customer, minState(ts)
+FROM orders
+WHERE status = 'paid' AND customer_id != ''
+GROUP BY customer;
+
+CREATE TABLE IF NOT EXISTS ${database}.link_code_clicks_daily_local ON CLUSTER ${cluster}
+(
+    code String,
+    day Date,
+    clicks UInt64,
+    human_clicks UInt64
+)
+ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/${database}/link_code_clicks_daily_local', '{replica}')
+PARTITION BY toYYYYMM(day)
+ORDER BY (code, day);
+
+CREATE TABLE IF NOT EXISTS ${database}.link_code_clicks_daily ON CLUSTER ${cluster} AS ${database}.link_code_clicks_daily_local
+ENGINE = Distributed(${cluster}, ${database}, link_code_clicks_daily_local, rand());
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ${database}.link_code_clicks_daily_mv ON CLUSTER ${cluster} TO ${database}.link_code_clicks_daily_local AS
+SELECT code, toDate(ts, 'UTC') AS day, count() AS clicks, sum(toUInt64(1 - is_bot)) AS human_clicks
+FROM ${database}.clicks_local
+GROUP BY code, day;
+
+INSERT INTO link_code_clicks_daily
+SELECT code, toDate(ts, 'UTC') AS day, count(), sum(toUInt64(1 - is_bot))
+FROM clicks
+GROUP BY code, day;

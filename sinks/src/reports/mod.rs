@@ -257,19 +257,23 @@ impl Report {
                 )
             }
             Self::Customers => {
+                // Active customers per bucket (a paid order in it), and new ones (their first
+                // paid order ever in it and in the range); the others active are returning.
                 let interval = series(Interval::Day, &[Interval::Day, Interval::Week, Interval::Month])?;
                 let sql = format!(
-                    "SELECT bucket, toUInt64(countIf(first_bucket = bucket)) AS new_customers, \
-                     toUInt64(countIf(first_bucket < bucket)) AS returning_customers, sum(bucket_orders) AS paid_orders FROM (\
-                     SELECT {bucket} AS bucket, customer_id, sum(orders) AS bucket_orders FROM customer_orders_hourly \
-                     WHERE {hours} GROUP BY bucket, customer_id) AS active \
+                    "SELECT bucket, toUInt64(new_customers), toUInt64(if(active > new_customers, active - new_customers, 0)), \
+                     paid_orders FROM (\
+                     SELECT {bucket} AS bucket, uniqExact(cityHash64(customer_id)) AS active, sum(orders) AS paid_orders \
+                     FROM customer_orders_hourly WHERE {hours} GROUP BY bucket) AS active \
                      ANY LEFT JOIN (\
-                     SELECT customer_id, {first} AS first_bucket FROM (\
-                     SELECT customer_id, minMerge(first_order) AS first_paid FROM customers GROUP BY customer_id)) AS firsts \
-                     USING customer_id GROUP BY bucket ORDER BY bucket",
+                     SELECT {first} AS bucket, count() AS new_customers FROM (\
+                     SELECT minMerge(first_order) AS first_paid FROM customer_firsts GROUP BY customer) \
+                     WHERE {firsts} GROUP BY bucket) AS fresh \
+                     USING bucket ORDER BY bucket",
                     bucket = range.bucket_sql(interval, "hour"),
                     first = range.bucket_sql(interval, "toStartOfHour(first_paid)"),
                     hours = range.hours_sql("hour"),
+                    firsts = range.hours_sql("first_paid"),
                 );
                 (
                     sql,
@@ -303,9 +307,10 @@ impl Report {
                      SELECT code, sum(clicks) AS link_clicks, sum(human_clicks) AS link_human_clicks \
                      FROM {clicks} GROUP BY code) AS clicked USING code \
                      ORDER BY paid_orders DESC, paid_revenue DESC, code, currency LIMIT {limit}",
-                    clicks = range.hours_days_months_where_sql(
+                    clicks = range.hours_and_days_where_sql(
                         "code, clicks, human_clicks",
-                        LINK_CLICKS,
+                        "link_clicks_hourly",
+                        "link_code_clicks_daily",
                         &format!("code GLOBAL IN (SELECT code FROM ({attributed}))"),
                     ),
                 );
