@@ -512,9 +512,11 @@ impl Migrator {
             .query(&format!("SELECT owner, toString(since) AS since_text FROM {LOCK_TABLE}"))
             .fetch_all()
             .await;
-        match rows.ok().and_then(|rows| rows.into_iter().next()) {
-            Some(row) => format!("held by {} since {}", row.owner, row.since),
-            None => "just taken".into(),
+        match (rows, &self.config.cluster) {
+            (Ok(rows), _) if !rows.is_empty() => format!("held by {} since {}", rows[0].owner, rows[0].since),
+            // The lock table lives on the node that took it.
+            (Err(_), Some(cluster)) => format!("held through another node of cluster {cluster}"),
+            _ => "just taken".into(),
         }
     }
 
