@@ -62,8 +62,8 @@ impl ClickhouseConfig {
                 reason: format!("'{}' must be letters, digits and _", self.database),
             });
         }
-        if let Some(cluster) = &self.cluster
-            && (cluster.is_empty() || !cluster.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        if let Some(cluster) = self.cluster_name()
+            && !cluster.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
             return Err(SinkError::Invalid {
                 variable: "RUNNEL_CLICKHOUSE_CLUSTER",
@@ -71,6 +71,11 @@ impl ClickhouseConfig {
             });
         }
         Ok(())
+    }
+
+    /// The cluster's name, when one is configured (an empty setting is none).
+    pub fn cluster_name(&self) -> Option<&str> {
+        self.cluster.as_deref().filter(|c| !c.is_empty())
     }
 
     /// A client for Runnel's database.
@@ -81,7 +86,7 @@ impl ClickhouseConfig {
     /// A client without a database, for `CREATE DATABASE`.
     pub(crate) fn server_client(&self) -> Client {
         let mut client = Client::default().with_url(&self.url).with_user(&self.user).with_validation(false);
-        if self.cluster.is_some() {
+        if self.cluster_name().is_some() {
             // An INSERT into a Distributed table answers once every shard stored its rows, so a
             // stored batch (and its fence) is on its shard, not in a local queue.
             client = client.with_setting("insert_distributed_sync", "1");
@@ -121,5 +126,16 @@ mod tests {
         assert!(error.contains("RUNNEL_CLICKHOUSE_URL"), "{error}");
         let error = config("http://h:8123", "run-nel; DROP").validate().unwrap_err().to_string();
         assert!(error.contains("RUNNEL_CLICKHOUSE_DATABASE"), "{error}");
+    }
+
+    #[test]
+    fn an_empty_cluster_is_none_and_a_bad_one_is_refused() {
+        let mut c = config("http://h:8123", "runnel");
+        c.cluster = Some(String::new());
+        assert_eq!(c.cluster_name(), None);
+        assert!(c.validate().is_ok());
+        c.cluster = Some("prod east".into());
+        let error = c.validate().unwrap_err().to_string();
+        assert!(error.contains("RUNNEL_CLICKHOUSE_CLUSTER"), "{error}");
     }
 }

@@ -244,7 +244,7 @@ impl Migrator {
     /// A migrator for the embedded migrations.
     /// With a cluster configured, the migrations translated for it (`clickhouse-schema/cluster/`).
     pub fn new(config: ClickhouseConfig) -> Result<Self, SinkError> {
-        let migrations = match config.cluster {
+        let migrations = match config.cluster_name() {
             Some(_) => super::cluster_migrations(&Migration::embedded()?)?,
             None => Migration::embedded()?,
         };
@@ -275,7 +275,7 @@ impl Migrator {
 
     /// Runs a statement, with the cluster's and database's names filled in.
     async fn execute(&self, sql: &str) -> Result<(), SinkError> {
-        let sql = match &self.config.cluster {
+        let sql = match self.config.cluster_name() {
             Some(cluster) => Placeholders { cluster, database: &self.config.database }.fill(sql),
             None => sql.to_string(),
         };
@@ -285,7 +285,7 @@ impl Migrator {
     /// `ON CLUSTER ${cluster}` and an engine replicated to every node of the cluster (one
     /// ZooKeeper path, a replica per node), or a plain local engine on one server.
     fn bookkeeping_engine(&self, table: &str) -> (&'static str, String) {
-        match self.config.cluster {
+        match self.config.cluster_name() {
             Some(_) => (
                 " ON CLUSTER ${cluster}",
                 format!("ReplicatedMergeTree('/clickhouse/runnel/${{database}}/{table}', '{{shard}}-{{replica}}')"),
@@ -295,14 +295,14 @@ impl Migrator {
     }
 
     async fn ensure_bookkeeping(&self) -> Result<(), SinkError> {
-        let on_cluster = if self.config.cluster.is_some() { " ON CLUSTER ${cluster}" } else { "" };
+        let on_cluster = if self.config.cluster_name().is_some() { " ON CLUSTER ${cluster}" } else { "" };
         let create = format!("CREATE DATABASE IF NOT EXISTS {}{on_cluster}", self.config.database);
-        let create = match &self.config.cluster {
+        let create = match self.config.cluster_name() {
             Some(cluster) => Placeholders { cluster, database: &self.config.database }.fill(&create),
             None => create,
         };
         self.config.server_client().query(&create).execute().await.map_err(|e| self.config.error(e))?;
-        let db = if self.config.cluster.is_some() { "${database}." } else { "" };
+        let db = if self.config.cluster_name().is_some() { "${database}." } else { "" };
         let (on, engine) = self.bookkeeping_engine("schema_migrations");
         self.execute(&format!("CREATE TABLE IF NOT EXISTS {db}schema_migrations{on} (version UInt32, name String, checksum String, applied_at DateTime DEFAULT now()) ENGINE = {engine} ORDER BY version")).await?;
         let (on, engine) = self.bookkeeping_engine("schema_skipped");
@@ -461,7 +461,7 @@ impl Migrator {
         let started = Instant::now();
         let mut told = Instant::now();
         // On a cluster the lock is one ZooKeeper replica name that only one node can register.
-        let engine = match self.config.cluster {
+        let engine = match self.config.cluster_name() {
             Some(_) => {
                 "ReplicatedMergeTree('/clickhouse/runnel/${database}/schema_migrations_lock', 'holder') ORDER BY tuple()"
             }
@@ -512,7 +512,7 @@ impl Migrator {
             .query(&format!("SELECT owner, toString(since) AS since_text FROM {LOCK_TABLE}"))
             .fetch_all()
             .await;
-        match (rows, &self.config.cluster) {
+        match (rows, self.config.cluster_name()) {
             (Ok(rows), _) if !rows.is_empty() => format!("held by {} since {}", rows[0].owner, rows[0].since),
             // The lock table lives on the node that took it.
             (Err(_), Some(cluster)) => format!("held through another node of cluster {cluster}"),
