@@ -99,3 +99,34 @@ INSERT INTO link_code_clicks_daily
 SELECT code, toDate(ts, 'UTC') AS day, count(), sum(toUInt64(1 - is_bot))
 FROM clicks
 GROUP BY code, day;
+
+-- Clicks per dimension value and hour over all links (the business dashboard's countries,
+-- devices, channels): a few rows per hour instead of one per link.
+CREATE TABLE IF NOT EXISTS dimension_clicks_hourly
+(
+    dimension String,
+    hour DateTime,
+    value String,
+    clicks UInt64,
+    human_clicks UInt64
+)
+ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(hour)
+ORDER BY (dimension, hour, value);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS dimension_clicks_hourly_mv TO dimension_clicks_hourly AS
+SELECT
+    pair.1 AS dimension,
+    toStartOfHour(ts, 'UTC') AS hour,
+    pair.2 AS value,
+    count() AS clicks,
+    sum(toUInt64(1 - is_bot)) AS human_clicks
+FROM clicks
+ARRAY JOIN [('country', country), ('device', device), ('browser', browser), ('os', os), ('referrer', referrer_host), ('channel', channel)] AS pair
+GROUP BY dimension, hour, value;
+
+INSERT INTO dimension_clicks_hourly
+SELECT pair.1 AS dimension, toStartOfHour(ts, 'UTC') AS hour, pair.2 AS value, count(), sum(toUInt64(1 - is_bot))
+FROM clicks
+ARRAY JOIN [('country', country), ('device', device), ('browser', browser), ('os', os), ('referrer', referrer_host), ('channel', channel)] AS pair
+GROUP BY dimension, hour, value;

@@ -26,7 +26,8 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve redirects, the link API, stats, /metrics, /healthz and /readyz.
+    /// Serve redirects, the link API, reports, /healthz and /readyz (and /metrics on its own
+    /// address).
     Edge(ingest::EdgeConfig),
     /// Run the consumer-group pipelines.
     Process(processors::ProcessConfig),
@@ -163,7 +164,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.addr)
                 .await
                 .with_context(|| format!("cannot listen on RUNNEL_EDGE_ADDR={}", config.addr))?;
-            ingest::run(listener, config, prometheus()?, shutdown_signal()).await?;
+            let metrics = tokio::net::TcpListener::bind(config.metrics_addr)
+                .await
+                .with_context(|| format!("cannot listen on RUNNEL_EDGE_METRICS_ADDR={}", config.metrics_addr))?;
+            ingest::run(listener, metrics, config, prometheus()?, shutdown_signal()).await?;
         }
         Command::Process(config) => processors::run(config, prometheus()?, shutdown_signal()).await?,
         Command::Migrate { print, unlock, lock_wait, clickhouse } => {
@@ -369,15 +373,24 @@ fn prometheus() -> anyhow::Result<PrometheusHandle> {
             &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
         )?
         .set_buckets_for_metric(
+            Matcher::Suffix("_bytes".into()),
+            &[1024.0, 16_384.0, 131_072.0, 1_048_576.0, 4_194_304.0, 16_777_216.0, 67_108_864.0],
+        )?
+        .set_buckets_for_metric(
             Matcher::Suffix("_rows".into()),
             &[1.0, 10.0, 100.0, 1_000.0, 10_000.0, 50_000.0, 100_000.0],
         )?
         .install_recorder()
         .context("installing the metrics recorder")?;
     let upkeep = handle.clone();
+    // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, … (docs/metrics.md).
+    let process = metrics_process::Collector::default();
+    process.describe();
+    process.collect();
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            process.collect();
             upkeep.run_upkeep();
         }
     });

@@ -72,7 +72,8 @@ async fn each_redirect_rule_answers_as_configured() {
     );
 
     assert_eq!(get(&env, "/neverCreated").await.status(), 404);
-    let metrics = get(&env, "/metrics").await.text().await.unwrap();
+    assert_eq!(get(&env, "/metrics").await.status(), 404, "metrics are not served with the traffic");
+    let metrics = http().get(env.edge_metrics_url()).send().await.unwrap().text().await.unwrap();
     assert!(
         metrics.contains("runnel_edge_redirects_total{result=\"not_found\"} 1"),
         "orphan visits are counted:\n{metrics}"

@@ -40,8 +40,13 @@ async fn every_answered_click_reaches_kafka_across_an_outage_and_an_edge_kill() 
     edge.kill9();
     let mut edge = env.spawn_edge().await;
     answered.extend(follow(&env, &code, 100, BROWSER).await);
-    let metrics = http().get(format!("{}/metrics", env.edge_url())).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("runnel_edge_clicks_spooled_total"), "the restarted edge spools:\n{metrics}");
+    let metrics = http().get(env.edge_metrics_url()).send().await.unwrap().text().await.unwrap();
+    let spooled = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("runnel_edge_clicks_spooled_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(spooled > 0.0, "the restarted edge spools:\n{metrics}");
 
     broker.restart();
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -93,8 +98,7 @@ async fn only_a_full_spool_drops_clicks_and_each_drop_is_counted() {
     follow(&env, &code, 60, BROWSER).await;
     // A click batched just before the outage was noticed reaches the spool when the replayer
     // purges the memory queue (within half a second): read once the counts settle.
-    let read =
-        || async { http().get(format!("{}/metrics", env.edge_url())).send().await.unwrap().text().await.unwrap() };
+    let read = || async { http().get(env.edge_metrics_url()).send().await.unwrap().text().await.unwrap() };
     let counts = |text: &str| {
         (
             metric(text, "runnel_edge_clicks_spooled_total"),

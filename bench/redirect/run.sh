@@ -39,6 +39,7 @@ RUNNEL=$CARGO_TARGET_DIR/release/runnel
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 NGINX_PORT=$(free_port); CAPTURE_PORT=$(free_port); BARE_PORT=$(free_port)
+CAPTURE_METRICS_PORT=$(free_port); BARE_METRICS_PORT=$(free_port)
 
 export RUNNEL_TOPIC_PREFIX=bench. RUNNEL_REDIS_PREFIX=bench: RUNNEL_GROUP_PREFIX=bench-
 export RUNNEL_KAFKA_IDEMPOTENCE=false RUNNEL_LOG_FORMAT=text RUST_LOG=warn
@@ -47,10 +48,10 @@ keygen=$("$RUNNEL" api-key --name bench)
 API_KEY=$(printf '%s\n' "$keygen" | sed -n 's/^key: *//p')
 export RUNNEL_API_KEYS=$(printf '%s\n' "$keygen" | sed -n 's/^entry: *//p')
 
-RUNNEL_EDGE_ADDR=127.0.0.1:$CAPTURE_PORT RUNNEL_SPOOL_DIR=$WORK/spool-capture \
+RUNNEL_EDGE_ADDR=127.0.0.1:$CAPTURE_PORT RUNNEL_EDGE_METRICS_ADDR=127.0.0.1:$CAPTURE_METRICS_PORT RUNNEL_SPOOL_DIR=$WORK/spool-capture \
   "$RUNNEL" edge >"$WORK/edge-capture.log" 2>&1 &
 pids+=($!)
-RUNNEL_EDGE_ADDR=127.0.0.1:$BARE_PORT RUNNEL_SPOOL_DIR=$WORK/spool-bare RUNNEL_CAPTURE_CLICKS=false \
+RUNNEL_EDGE_ADDR=127.0.0.1:$BARE_PORT RUNNEL_EDGE_METRICS_ADDR=127.0.0.1:$BARE_METRICS_PORT RUNNEL_SPOOL_DIR=$WORK/spool-bare RUNNEL_CAPTURE_CLICKS=false \
   "$RUNNEL" edge >"$WORK/edge-bare.log" 2>&1 &
 pids+=($!)
 for port in $CAPTURE_PORT $BARE_PORT; do
@@ -91,5 +92,5 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "  round $round done"
 done
 
-delivered=$(curl -s "http://127.0.0.1:$CAPTURE_PORT/metrics" | awk '/^runnel_edge_clicks_(produced|spooled)_total/ {s+=$2} END {print s+0}')
+delivered=$(curl -s "http://127.0.0.1:$CAPTURE_METRICS_PORT/metrics" | awk '/^runnel_edge_clicks_(produced|spooled)_total/ {s+=$2} END {print s+0}')
 python3 "$ROOT/bench/redirect/report.py" "$WORK" "$ROUNDS" "$delivered"

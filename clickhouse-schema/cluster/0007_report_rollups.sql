@@ -108,3 +108,35 @@ INSERT INTO link_code_clicks_daily
 SELECT code, toDate(ts, 'UTC') AS day, count(), sum(toUInt64(1 - is_bot))
 FROM clicks
 GROUP BY code, day;
+
+CREATE TABLE IF NOT EXISTS ${database}.dimension_clicks_hourly_local ON CLUSTER ${cluster}
+(
+    dimension String,
+    hour DateTime,
+    value String,
+    clicks UInt64,
+    human_clicks UInt64
+)
+ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/${database}/dimension_clicks_hourly_local', '{replica}')
+PARTITION BY toYYYYMM(hour)
+ORDER BY (dimension, hour, value);
+
+CREATE TABLE IF NOT EXISTS ${database}.dimension_clicks_hourly ON CLUSTER ${cluster} AS ${database}.dimension_clicks_hourly_local
+ENGINE = Distributed(${cluster}, ${database}, dimension_clicks_hourly_local, rand());
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ${database}.dimension_clicks_hourly_mv ON CLUSTER ${cluster} TO ${database}.dimension_clicks_hourly_local AS
+SELECT
+    pair.1 AS dimension,
+    toStartOfHour(ts, 'UTC') AS hour,
+    pair.2 AS value,
+    count() AS clicks,
+    sum(toUInt64(1 - is_bot)) AS human_clicks
+FROM ${database}.clicks_local
+ARRAY JOIN [('country', country), ('device', device), ('browser', browser), ('os', os), ('referrer', referrer_host), ('channel', channel)] AS pair
+GROUP BY dimension, hour, value;
+
+INSERT INTO dimension_clicks_hourly
+SELECT pair.1 AS dimension, toStartOfHour(ts, 'UTC') AS hour, pair.2 AS value, count(), sum(toUInt64(1 - is_bot))
+FROM clicks
+ARRAY JOIN [('country', country), ('device', device), ('browser', browser), ('os', os), ('referrer', referrer_host), ('channel', channel)] AS pair
+GROUP BY dimension, hour, value;

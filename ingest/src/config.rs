@@ -11,9 +11,12 @@ use crate::EdgeError;
 /// Settings of `runnel edge`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct EdgeConfig {
-    /// Address the edge listens on for redirects, the API and `/metrics`.
+    /// Address the edge listens on for redirects and the API.
     #[arg(long, env = "RUNNEL_EDGE_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
+    /// Address of the edge's `/metrics`, apart from traffic (keep it off the public network).
+    #[arg(long, env = "RUNNEL_EDGE_METRICS_ADDR", default_value = "127.0.0.1:9463")]
+    pub metrics_addr: SocketAddr,
     /// Base URL that short links are shown under in API answers (defaults to `http://{addr}`).
     #[arg(long, env = "RUNNEL_PUBLIC_URL")]
     pub public_url: Option<String>,

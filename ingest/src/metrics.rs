@@ -52,6 +52,37 @@ pub(crate) fn describe() {
     describe_counter!(ORDER_EVENTS_TOTAL, "Order events by result");
 }
 
+/// Creates every counter with its known labels at zero, so `/metrics` lists them from the start
+/// and `increase()` in an alert sees the first event (a series born at 1 has not increased).
+pub(crate) fn register_known() {
+    use metrics::counter;
+    for (tier, result) in
+        [("memory", "hit"), ("memory", "miss"), ("memory", "stale"), ("redis", "hit"), ("redis", "miss")]
+    {
+        counter!(LINK_LOOKUPS_TOTAL, "tier" => tier, "result" => result).absolute(0);
+    }
+    for name in [CLICKS_PRODUCED_TOTAL, CLICKS_DELIVERED_TOTAL, CLICKS_SPOOLED_TOTAL, CLICKS_REPLAYED_TOTAL] {
+        counter!(name).absolute(0);
+    }
+    for reason in ["spool_full", "spool_error"] {
+        counter!(CLICKS_DROPPED_TOTAL, "reason" => reason).absolute(0);
+    }
+    for class in ["links", "orders", "reports", "redirects"] {
+        counter!(RATE_LIMITED_TOTAL, "class" => class).absolute(0);
+    }
+    for direction in ["sent", "received"] {
+        counter!(CACHE_INVALIDATIONS_TOTAL, "direction" => direction).absolute(0);
+    }
+    for op in ["create", "update", "disable"] {
+        counter!(LINK_CHANGES_TOTAL, "op" => op).absolute(0);
+    }
+    for result in ["accepted", "invalid", "unavailable"] {
+        counter!(ORDER_EVENTS_TOTAL, "result" => result).absolute(0);
+    }
+    metrics::gauge!(SPOOL_BYTES).increment(0.0);
+    metrics::gauge!(PRODUCER_QUEUE_MESSAGES).increment(0.0);
+}
+
 /// Redirect-result counters, registered once (the redirect path must not look them up).
 pub(crate) struct RedirectCounters {
     pub(crate) found: metrics::Counter,

@@ -103,7 +103,6 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
         .route("/api/links", get(links::list_links).post(links::create_link).layer(link_body_limit))
         .route(
             "/api/links/{code}",
@@ -150,11 +149,13 @@ async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next)
 /// in-flight requests and waits (bounded) for Kafka to acknowledge what was produced.
 pub async fn run(
     listener: TcpListener,
+    metrics_listener: TcpListener,
     config: EdgeConfig,
     prometheus: PrometheusHandle,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), EdgeError> {
     describe();
+    crate::metrics::register_known();
     let state = Arc::new(AppState::build(&config, prometheus).await?);
     if config.api_keys.trim().is_empty() {
         tracing::warn!(
@@ -165,11 +166,15 @@ pub async fn run(
     let replayer = tokio::spawn(Arc::clone(&state.producers.clicks).replay_forever());
     let batcher = tokio::spawn(Arc::clone(&state.producers.clicks).send_batches_forever());
     let app = router(Arc::clone(&state));
+    let metrics_app = Router::new().route("/metrics", get(health::metrics)).with_state(Arc::clone(&state));
+    tracing::info!(addr = %metrics_listener.local_addr()?, "edge metrics serving");
+    let metrics = tokio::spawn(async move { axum::serve(metrics_listener, metrics_app).await });
     tracing::info!(addr = %listener.local_addr()?, "edge serving");
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await?;
     changes.abort();
+    metrics.abort();
     replayer.abort();
     batcher.abort();
 

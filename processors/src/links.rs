@@ -47,6 +47,7 @@ pub async fn run_links(config: &ProcessConfig, shutdown: impl Future<Output = ()
     let dlq =
         DeadLetters::new(dlq_config.create()?, topics.dlq.clone(), Duration::from_millis(config.retry_max_backoff_ms));
     let max_backoff = Duration::from_millis(config.retry_max_backoff_ms);
+    crate::metrics::register_known(PIPELINE, &["clickhouse", "redis"]);
     tracing::info!(topic = %topics.links, "links pipeline started");
 
     tokio::pin!(shutdown);

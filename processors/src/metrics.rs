@@ -50,6 +50,23 @@ pub(crate) fn describe() {
     describe_counter!(DLQ_TOTAL, "Messages sent to the dead-letter topic");
 }
 
+/// Creates a pipeline's counters with their known labels at zero, so `/metrics` lists them from
+/// the start and `increase()` in an alert sees the first event. `sinks` are the pipeline's.
+pub(crate) fn register_known(pipeline: &'static str, sinks: &[&'static str]) {
+    use metrics::counter;
+    for name in [EVENTS_CONSUMED_TOTAL, MESSAGES_SKIPPED_TOTAL, DUPLICATES_TOTAL, BATCHES_READ_AGAIN_TOTAL] {
+        counter!(name, "pipeline" => pipeline).absolute(0);
+    }
+    for &sink in sinks {
+        counter!(ROWS_STORED_TOTAL, "pipeline" => pipeline, "sink" => sink).absolute(0);
+        counter!(RETRIES_TOTAL, "pipeline" => pipeline, "sink" => sink).absolute(0);
+    }
+    counter!(ROWS_FENCED_TOTAL, "pipeline" => pipeline, "sink" => "clickhouse").absolute(0);
+    for reason in ["undecodable", "invalid"] {
+        counter!(DLQ_TOTAL, "pipeline" => pipeline, "reason" => reason).absolute(0);
+    }
+}
+
 /// Serves `GET /metrics` until the process ends.
 pub(crate) async fn serve(listener: tokio::net::TcpListener, prometheus: PrometheusHandle) {
     let app = axum::Router::new().route("/metrics", get(move || std::future::ready(prometheus.render())));

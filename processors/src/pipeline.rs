@@ -189,6 +189,9 @@ pub(crate) async fn run<S: Source>(
         max_backoff: Duration::from_millis(config.retry_max_backoff_ms),
         give_up: Duration::from_millis(config.sink_give_up_ms),
     };
+    let sinks: &[&'static str] =
+        if pipeline.archive.is_some() { &["clickhouse", "redis", "archive"] } else { &["clickhouse", "redis"] };
+    crate::metrics::register_known(S::NAME, sinks);
     tracing::info!(pipeline = S::NAME, topic = %pipeline.topic, instance = %config.instance_id(), "pipeline started");
     let result = pipeline.run(shutdown).await;
     if result.is_ok() {

@@ -38,6 +38,7 @@ pub struct TestEnv {
     pub id: String,
     pub edge_port: u16,
     pub metrics_port: u16,
+    pub edge_metrics_port: u16,
     pub logs: PathBuf,
     children: Vec<Child>,
     extra_env: Vec<(String, String)>,
@@ -83,6 +84,7 @@ impl TestEnv {
             id,
             edge_port: free_port(),
             metrics_port: free_port(),
+            edge_metrics_port: free_port(),
             logs,
             children: Vec::new(),
             extra_env: Vec::new(),
@@ -103,6 +105,9 @@ impl TestEnv {
     pub fn redis_prefix(&self) -> String {
         format!("{}:", self.id)
     }
+    pub fn edge_metrics_url(&self) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.edge_metrics_port)
+    }
     pub fn edge_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.edge_port)
     }
@@ -121,6 +126,7 @@ impl TestEnv {
             .env("RUNNEL_REDIS_PREFIX", self.redis_prefix())
             .env("RUNNEL_EDGE_ADDR", format!("127.0.0.1:{}", self.edge_port))
             .env("RUNNEL_PROCESS_METRICS_ADDR", format!("127.0.0.1:{}", self.metrics_port))
+            .env("RUNNEL_EDGE_METRICS_ADDR", format!("127.0.0.1:{}", self.edge_metrics_port))
             .env(
                 "RUNNEL_API_KEYS",
                 format!(
@@ -181,6 +187,11 @@ impl TestEnv {
         let child = self
             .command(&["edge"])
             .env("RUNNEL_EDGE_ADDR", format!("127.0.0.1:{port}"))
+            // The first edge's metrics on `edge_metrics_port`, any other's on a port of its own.
+            .env(
+                "RUNNEL_EDGE_METRICS_ADDR",
+                format!("127.0.0.1:{}", if port == self.edge_port { self.edge_metrics_port } else { free_port() }),
+            )
             // One spool per edge; a restarted edge on the same port finds its spool again.
             .env("RUNNEL_SPOOL_DIR", self.logs.join(format!("spool-{port}")))
             .stdout(Stdio::from(file.try_clone().unwrap()))
