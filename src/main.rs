@@ -402,7 +402,9 @@ fn init_tracing(format: LogFormat) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        // Each line carries the fields of its spans: `request_id` and `route` for the edge's
+        // requests, `pipeline` for the processors' work.
+        LogFormat::Json => builder.json().with_current_span(false).with_span_list(true).flatten_event(true).init(),
     }
 }
 

@@ -72,12 +72,12 @@ async fn each_redirect_rule_answers_as_configured() {
     );
 
     assert_eq!(get(&env, "/neverCreated").await.status(), 404);
-    assert_eq!(get(&env, "/metrics").await.status(), 404, "metrics are not served with the traffic");
     let metrics = http().get(env.edge_metrics_url()).send().await.unwrap().text().await.unwrap();
     assert!(
         metrics.contains("runnel_edge_redirects_total{result=\"not_found\"} 1"),
         "orphan visits are counted:\n{metrics}"
     );
+    assert_eq!(get(&env, "/metrics").await.status(), 404, "metrics are not served with the traffic");
 
     // HEAD answers like GET, and its click event says HEAD (so reports can leave it out).
     let head_link = create_link_with(&env, serde_json::json!({"url": "https://example.com/h"})).await;

@@ -286,3 +286,62 @@ fn prometheus_config_and_alert_rules_pass_promtool_and_their_unit_tests() {
         assert!(tested.contains(&format!("alertname: {alert}")), "{alert} has no unit test in rules.test.yml");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_request_id_and_the_pipeline() {
+    let mut env = TestEnv::new("logs");
+    env.set("RUNNEL_LOG_FORMAT", "json");
+    env.set("RUST_LOG", "info,runnel_ingest=debug");
+    env.prepare();
+    let edge = env.spawn_edge().await;
+    let processor = env.spawn_processor();
+    let (code, _) = create_link(&env, "https://shop.example/logs").await;
+    let response = http().get(format!("{}/{code}", env.edge_url())).send().await.unwrap();
+    let id: u64 = response.headers()["x-request-id"].to_str().unwrap().parse().unwrap();
+
+    let lines = |text: String| -> Vec<Value> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {l}")))
+            .collect()
+    };
+    let span_field = |line: &Value, span: &str, field: &str| -> Option<Value> {
+        line["spans"].as_array()?.iter().find(|s| s["name"] == span).map(|s| s[field].clone())
+    };
+    let served = eventually(Duration::from_secs(5), || {
+        let text = edge.log_text();
+        async move {
+            lines(text)
+                .iter()
+                .any(|l| l["message"] == "request served" && span_field(l, "request", "request_id") == Some(json!(id)))
+        }
+    })
+    .await;
+    assert!(served, "no `request served` line with request_id {id}:\n{}", edge.log_text());
+    let assigned = eventually(Duration::from_secs(30), || {
+        let text = processor.log_text();
+        async move {
+            lines(text).iter().any(|l| {
+                l["message"].as_str().is_some_and(|m| m.starts_with("partitions assigned"))
+                    && span_field(l, "pipeline", "pipeline") == Some(json!("clicks"))
+            })
+        }
+    })
+    .await;
+    assert!(assigned, "no pipeline-tagged assignment line:\n{}", processor.log_text());
+}
+
+#[test]
+fn the_compose_stack_and_dockerfile_hold_together() {
+    let output =
+        std::process::Command::new("python3").arg(repo("tests/check_compose.py")).arg(repo("")).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let commands: Vec<String> = String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect();
+    assert_eq!(commands, ["edge", "migrate", "process", "topics"]);
+    // Every command a service runs is one the binary has.
+    for command in &commands {
+        let status =
+            std::process::Command::new(env!("CARGO_BIN_EXE_runnel")).args([command, "--help"]).output().unwrap();
+        assert!(status.status.success(), "runnel {command} --help: {}", String::from_utf8_lossy(&status.stderr));
+    }
+}

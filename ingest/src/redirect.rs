@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
+use axum::extract::{ConnectInfo, Extension, Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use events::{ClickRef, LinkEvent, SCHEMA_VERSION};
@@ -13,7 +13,7 @@ use events::{ClickRef, LinkEvent, SCHEMA_VERSION};
 use crate::ApiError;
 use crate::client::{client_ip, country, truncate_ip};
 use crate::limits::Class;
-use crate::server::AppState;
+use crate::server::{AppState, RequestId};
 
 /// Longest code looked up; longer paths cannot be links.
 pub(crate) const MAX_CODE_BYTES: usize = 64;
@@ -24,6 +24,7 @@ pub(crate) async fn redirect(
     RawQuery(query): RawQuery,
     method: Method,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(RequestId(id)): Extension<RequestId>,
     // The request by value: its headers are read in place (the `HeaderMap` extractor clones them).
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -74,7 +75,6 @@ pub(crate) async fn redirect(
         (StatusCode::from_u16(link.redirect_status).unwrap_or(StatusCode::FOUND), location)
     };
 
-    let id = state.ids.next_id();
     if state.capture_clicks {
         let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
         let ip = if state.store_full_ip { ip } else { truncate_ip(ip) }.to_string();
@@ -103,7 +103,6 @@ pub(crate) async fn redirect(
         h.insert(header::LOCATION, location);
     }
     h.insert(header::CACHE_CONTROL, state.cache_control.clone());
-    h.insert("x-request-id", HeaderValue::from(id));
     Ok(response)
 }
 

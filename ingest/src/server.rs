@@ -18,6 +18,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sinks::clickhouse::ClickhouseConfig;
 use sinks::redis::LinkIndex;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 use crate::auth::ApiKeys;
 use crate::cache::LinkResolver;
@@ -123,22 +124,33 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Refuses over-long paths, gives every response an `X-Request-Id` (a redirect's is its click
-/// event's id), counts requests by route template and status class, and times them.
-async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+/// A request's id: its `X-Request-Id`, the `request_id` of its log lines and, for a redirect,
+/// its click event's id.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RequestId(pub(crate) u64);
+
+/// Refuses over-long paths, gives every request an id (its `X-Request-Id` header and the span of
+/// its log lines; a redirect's is its click event's id), counts requests by route template and
+/// status class, and times them.
+async fn track(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
+    let id = state.ids.next_id();
+    request.extensions_mut().insert(RequestId(id));
     // A clone of the matched path is a reference-count bump, not a copy.
     let route = request.extensions().get::<MatchedPath>().cloned();
+    let route_name = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let span = tracing::info_span!("request", request_id = id, route = route_name);
     let mut response = if request.uri().path().len() > MAX_PATH_BYTES {
         ApiError::new(StatusCode::URI_TOO_LONG, "uri_too_long", format!("paths are at most {MAX_PATH_BYTES} bytes"))
             .into_response()
     } else {
-        next.run(request).await
+        let method = request.method().clone();
+        let response = next.run(request).instrument(span.clone()).await;
+        span.in_scope(|| tracing::debug!(%method, status = response.status().as_u16(), "request served"));
+        response
     };
-    if !response.headers().contains_key("x-request-id") {
-        response.headers_mut().insert("x-request-id", HeaderValue::from(state.ids.next_id()));
-    }
-    let metrics = state.route_metrics.get(route.as_ref().map_or("unmatched", MatchedPath::as_str));
+    response.headers_mut().insert("x-request-id", HeaderValue::from(id));
+    let metrics = state.route_metrics.get(route_name);
     let class = (response.status().as_u16() / 100).clamp(1, 5) as usize - 1;
     metrics.duration.record(started.elapsed().as_secs_f64());
     metrics.requests[class].increment(1);

@@ -23,6 +23,7 @@ pub use error::ProcessError;
 pub use links::{RebuildReport, rebuild_links, run_links};
 
 use std::future::Future;
+use tracing::Instrument;
 
 use clicks::Clicks;
 use orders::Orders;
@@ -96,7 +97,9 @@ pub async fn run(
                 Box::pin(pipeline::run(clicks, config, counters.clone().expect("connected"), shutdown))
             }
             Pipeline::Orders => Box::pin(pipeline::run(Orders, config, counters.clone().expect("connected"), shutdown)),
-            Pipeline::Links => Box::pin(run_links(config, shutdown)),
+            Pipeline::Links => {
+                Box::pin(run_links(config, shutdown).instrument(tracing::info_span!("pipeline", pipeline = "links")))
+            }
         };
         run
     });

@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use metrics::{counter, gauge, histogram};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -193,7 +194,8 @@ pub(crate) async fn run<S: Source>(
         if pipeline.archive.is_some() { &["clickhouse", "redis", "archive"] } else { &["clickhouse", "redis"] };
     crate::metrics::register_known(S::NAME, sinks);
     tracing::info!(pipeline = S::NAME, topic = %pipeline.topic, instance = %config.instance_id(), "pipeline started");
-    let result = pipeline.run(shutdown).await;
+    // Every log line of the pipeline's work carries `pipeline` (and its own partition fields).
+    let result = pipeline.run(shutdown).instrument(tracing::info_span!("pipeline", pipeline = S::NAME)).await;
     if result.is_ok() {
         tracing::info!(pipeline = S::NAME, "pipeline drained");
     }
