@@ -30,6 +30,9 @@ pub(crate) const CONSUMER_LAG: &str = "runnel_processor_consumer_lag";
 pub(crate) const BATCHES_READ_AGAIN_TOTAL: &str = "runnel_processor_batches_read_again_total";
 /// Sink retries by pipeline and sink (counter).
 pub(crate) const RETRIES_TOTAL: &str = "runnel_processor_retries_total";
+/// Partitions whose fences were loaded on assignment (after every restart and rebalance), by
+/// pipeline (counter).
+pub(crate) const FENCE_LOADS_TOTAL: &str = "runnel_processor_fence_loads_total";
 /// Messages sent to the dead-letter topic, by pipeline and reason (counter).
 pub(crate) const DLQ_TOTAL: &str = "runnel_processor_dlq_messages_total";
 
@@ -48,13 +51,16 @@ pub(crate) fn describe() {
     describe_counter!(RETRIES_TOTAL, "Retries of failing sink operations");
     describe_counter!(BATCHES_READ_AGAIN_TOTAL, "Batches given up after failing sinks and read again");
     describe_counter!(DLQ_TOTAL, "Messages sent to the dead-letter topic");
+    describe_counter!(FENCE_LOADS_TOTAL, "Partitions whose fences were loaded on assignment");
 }
 
 /// Creates a pipeline's counters with their known labels at zero, so `/metrics` lists them from
 /// the start and `increase()` in an alert sees the first event. `sinks` are the pipeline's.
 pub(crate) fn register_known(pipeline: &'static str, sinks: &[&'static str]) {
     use metrics::counter;
-    for name in [EVENTS_CONSUMED_TOTAL, MESSAGES_SKIPPED_TOTAL, DUPLICATES_TOTAL, BATCHES_READ_AGAIN_TOTAL] {
+    for name in
+        [EVENTS_CONSUMED_TOTAL, MESSAGES_SKIPPED_TOTAL, DUPLICATES_TOTAL, BATCHES_READ_AGAIN_TOTAL, FENCE_LOADS_TOTAL]
+    {
         counter!(name, "pipeline" => pipeline).absolute(0);
     }
     for &sink in sinks {

@@ -26,8 +26,8 @@ use crate::dedup::RecentIds;
 use crate::dlq::{DeadLetters, Source as DlqSource};
 use crate::metrics::{
     BATCH_AGE_SECONDS, BATCH_BYTES, BATCH_ROWS, BATCHES_READ_AGAIN_TOTAL, CONSUMER_LAG, DUPLICATES_TOTAL,
-    EVENTS_CONSUMED_TOTAL, FLUSH_DURATION_SECONDS, MESSAGES_SKIPPED_TOTAL, RETRIES_TOTAL, ROWS_FENCED_TOTAL,
-    ROWS_STORED_TOTAL,
+    EVENTS_CONSUMED_TOTAL, FENCE_LOADS_TOTAL, FLUSH_DURATION_SECONDS, MESSAGES_SKIPPED_TOTAL, RETRIES_TOTAL,
+    ROWS_FENCED_TOTAL, ROWS_STORED_TOTAL,
 };
 use crate::retry::{jittered, with_backoff, with_backoff_until};
 use crate::{ProcessConfig, ProcessError};
@@ -284,6 +284,7 @@ impl<S: Source> Pipeline<S> {
                         self.redis_fences.remove(p);
                         set_fence(&mut self.archive_fences, *p, archived.get(p).copied());
                     }
+                    counter!(FENCE_LOADS_TOTAL, "pipeline" => S::NAME).increment(partitions.len() as u64);
                     tracing::info!(pipeline = S::NAME, ?partitions, ch_fences = ?self.ch_fences, "partitions assigned; fences loaded");
                 }
             }
