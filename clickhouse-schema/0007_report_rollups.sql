@@ -130,3 +130,49 @@ SELECT pair.1 AS dimension, toStartOfHour(ts, 'UTC') AS hour, pair.2 AS value, c
 FROM clicks
 ARRAY JOIN [('country', country), ('device', device), ('browser', browser), ('os', os), ('referrer', referrer_host), ('channel', channel)] AS pair
 GROUP BY dimension, hour, value;
+
+-- Attribution by click id: each click's link, keyed by the click's event id, and the paid
+-- orders that name a click but no link code. Conversions join the two when they report, so an
+-- order is attributed even when its click is stored after it.
+CREATE TABLE IF NOT EXISTS click_links
+(
+    event_id UInt64,
+    ts DateTime,
+    link_id UInt64,
+    code String
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(ts)
+ORDER BY event_id;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS click_links_mv TO click_links AS
+SELECT event_id, ts, link_id, code
+FROM clicks;
+
+INSERT INTO click_links
+SELECT event_id, ts, link_id, code
+FROM clicks;
+
+CREATE TABLE IF NOT EXISTS click_conversions_hourly
+(
+    hour DateTime,
+    click_id UInt64,
+    currency String,
+    orders UInt64,
+    revenue Int64
+)
+ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(hour)
+ORDER BY (hour, click_id, currency);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS click_conversions_hourly_mv TO click_conversions_hourly AS
+SELECT toStartOfHour(ts, 'UTC') AS hour, click_id, currency, count() AS orders, sum(total) AS revenue
+FROM orders
+WHERE status = 'paid' AND link_code = '' AND click_id != 0
+GROUP BY hour, click_id, currency;
+
+INSERT INTO click_conversions_hourly
+SELECT toStartOfHour(ts, 'UTC') AS hour, click_id, currency, count(), sum(total)
+FROM orders
+WHERE status = 'paid' AND link_code = '' AND click_id != 0
+GROUP BY hour, click_id, currency;

@@ -89,6 +89,8 @@ async fn the_cluster_schema_stores_once_and_reports_as_one_server_does() {
                        "items": [{"product_id": format!("p{}", order % 9), "sku": format!("SKU-{}", order % 9), "quantity": 1 + order % 3, "unit_price": 250 + 10 * (order % 11)}],
                        "totals": {"subtotal": total, "tax": 0, "shipping": 0, "discount": 0, "total": total},
                        "channel": "web", "link_code": if order % 2 == 0 { json!(format!("cl-{}", order % 7)) } else { serde_json::Value::Null },
+                       // The others name a click (stored on either shard) instead.
+                       "click_id": if order % 2 == 1 { json!(10_000 + order * 7) } else { serde_json::Value::Null },
                        "time": format!("2026-11-{day}T{:02}:{:02}:00Z", order % 24, n % 60)})
                 .to_string()
                     + "\n"

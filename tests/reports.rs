@@ -91,6 +91,12 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
         order("e4", "o2", "paid", "2026-11-11T02:01:00Z", "c1", "EUR", &[("p2", 1, 300)], "rpt-a"),
         order("e5", "o3", "paid", "2026-11-11T13:00:00Z", "c2", "USD", &[("p1", 1, 700)], "rpt-b"),
         order("e6", "o1", "refunded", "2026-11-12T09:00:00Z", "c1", "EUR", &[("p1", 2, 500)], "rpt-a"),
+        // Attributed by click id only (click 5 is link b's), before the 10th–12th.
+        json!({"event_id": "e7", "order_id": "o4", "customer_id": "c3", "status": "paid", "currency": "USD",
+               "items": [{"product_id": "p3", "sku": "SKU-p3", "quantity": 1, "unit_price": 400}],
+               "totals": {"subtotal": 400, "tax": 0, "shipping": 0, "discount": 0, "total": 400},
+               "channel": "web", "click_id": 5, "time": "2026-11-05T10:00:00Z"})
+        .to_string(),
     ];
     let producer: FutureProducer =
         rdkafka::ClientConfig::new().set("bootstrap.servers", common::kafka_brokers()).create().unwrap();
@@ -102,7 +108,7 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
         producer.send(FutureRecord::to(&topic).key("k").payload(&payload), Duration::from_secs(10)).await.unwrap();
     }
     let stored = eventually(Duration::from_secs(60), || async {
-        env.ch_u64("SELECT count() FROM clicks").await == 7 && env.ch_u64("SELECT count() FROM orders").await == 6
+        env.ch_u64("SELECT count() FROM clicks").await == 7 && env.ch_u64("SELECT count() FROM orders").await == 7
     })
     .await;
     assert!(
@@ -196,8 +202,13 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
                     json!(1300),
                     json!(2.0 / (3 + live) as f64),
                 ],
-                vec![json!("rpt-b"), json!(2), json!(2), json!("USD"), json!(1), json!(700), json!(0.5)],
+                vec![json!("rpt-b"), json!(2), json!(2), json!("USD"), json!(2), json!(1100), json!(1.0)],
             ],
+        ),
+        // Only the order attributed by its click id.
+        (
+            "reports/conversions?from=2026-11-01&to=2026-11-09".to_string(),
+            vec![vec![json!("rpt-b"), json!(0), json!(0), json!("USD"), json!(1), json!(400), json!(0.0)]],
         ),
         // Tokyo's 11th–12th are UTC 10th 15:00 to 12th 15:00: hours at both ends, the 11th whole.
         (
@@ -474,6 +485,8 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
         let args = [name, "--from", "2026-10-01", "--to", "2026-11-30"];
         queries.push((format!("{name}-months"), args.iter().map(|a| a.to_string()).collect()));
     }
+    let by_click = ["conversions", "--from", "2026-11-01", "--to", "2026-11-09"];
+    queries.push(("conversions-by-click".into(), by_click.iter().map(|a| a.to_string()).collect()));
     let mut sql = serde_json::Map::new();
     let mut answers = BTreeMap::new();
     for (name, args) in &queries {

@@ -140,3 +140,52 @@ SELECT pair.1 AS dimension, toStartOfHour(ts, 'UTC') AS hour, pair.2 AS value, c
 FROM clicks
 ARRAY JOIN [('country', country), ('device', device), ('browser', browser), ('os', os), ('referrer', referrer_host), ('channel', channel)] AS pair
 GROUP BY dimension, hour, value;
+
+CREATE TABLE IF NOT EXISTS ${database}.click_links_local ON CLUSTER ${cluster}
+(
+    event_id UInt64,
+    ts DateTime,
+    link_id UInt64,
+    code String
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/${database}/click_links_local', '{replica}')
+PARTITION BY toYYYYMM(ts)
+ORDER BY event_id;
+
+CREATE TABLE IF NOT EXISTS ${database}.click_links ON CLUSTER ${cluster} AS ${database}.click_links_local
+ENGINE = Distributed(${cluster}, ${database}, click_links_local, rand());
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ${database}.click_links_mv ON CLUSTER ${cluster} TO ${database}.click_links_local AS
+SELECT event_id, ts, link_id, code
+FROM ${database}.clicks_local;
+
+INSERT INTO click_links
+SELECT event_id, ts, link_id, code
+FROM clicks;
+
+CREATE TABLE IF NOT EXISTS ${database}.click_conversions_hourly_local ON CLUSTER ${cluster}
+(
+    hour DateTime,
+    click_id UInt64,
+    currency String,
+    orders UInt64,
+    revenue Int64
+)
+ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/${database}/click_conversions_hourly_local', '{replica}')
+PARTITION BY toYYYYMM(hour)
+ORDER BY (hour, click_id, currency);
+
+CREATE TABLE IF NOT EXISTS ${database}.click_conversions_hourly ON CLUSTER ${cluster} AS ${database}.click_conversions_hourly_local
+ENGINE = Distributed(${cluster}, ${database}, click_conversions_hourly_local, rand());
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ${database}.click_conversions_hourly_mv ON CLUSTER ${cluster} TO ${database}.click_conversions_hourly_local AS
+SELECT toStartOfHour(ts, 'UTC') AS hour, click_id, currency, count() AS orders, sum(total) AS revenue
+FROM ${database}.orders_local
+WHERE status = 'paid' AND link_code = '' AND click_id != 0
+GROUP BY hour, click_id, currency;
+
+INSERT INTO click_conversions_hourly
+SELECT toStartOfHour(ts, 'UTC') AS hour, click_id, currency, count(), sum(total)
+FROM orders
+WHERE status = 'paid' AND link_code = '' AND click_id != 0
+GROUP BY hour, click_id, currency;

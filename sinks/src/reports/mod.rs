@@ -289,15 +289,24 @@ impl Report {
             Self::Conversions => {
                 // The top attributed codes first; clicks are summed for those codes only (`GLOBAL IN`: on
                 // a cluster the codes are found once, not again on every shard).
+                // Orders carrying a link code, and orders naming only a click, through the
+                // click's link.
                 let attributed = format!(
-                    "SELECT link_code AS code, currency, sum(orders) AS paid_orders, sum(revenue) AS paid_revenue \
-                     FROM {orders} GROUP BY code, currency \
+                    "SELECT code, currency, sum(orders) AS paid_orders, sum(revenue) AS paid_revenue FROM (\
+                     SELECT link_code AS code, currency, orders, revenue FROM {orders} AS coded \
+                     UNION ALL SELECT code, currency, orders, revenue FROM (\
+                     SELECT click_id, currency, orders, revenue FROM click_conversions_hourly WHERE {hours}) AS by_click \
+                     ANY INNER JOIN (\
+                     SELECT event_id AS click_id, code FROM click_links WHERE event_id GLOBAL IN (\
+                     SELECT click_id FROM click_conversions_hourly WHERE {hours})) AS clicked_link USING click_id) \
+                     GROUP BY code, currency \
                      ORDER BY paid_orders DESC, paid_revenue DESC, code, currency LIMIT {limit}",
                     orders = range.hours_and_days_sql(
                         "link_code, currency, orders, revenue",
                         "conversions_hourly",
                         "conversions_daily",
                     ),
+                    hours = range.hours_sql("hour"),
                 );
                 let sql = format!(
                     "SELECT code, link_clicks, link_human_clicks, currency, paid_orders, paid_revenue, \
