@@ -1,5 +1,5 @@
 //! Sink outages against real servers of the test's own: Redis stopped and started, ClickHouse
-//! stopped for 30 s and started. Afterwards raw rows, the daily view and the Redis counter each
+//! stopped for 30 s and started; a report view that fails while rows are pushed. Afterwards raw rows, the daily view and the Redis counter each
 //! hold every click exactly once.
 
 mod common;
@@ -101,4 +101,59 @@ async fn with_clickhouse_stopped_for_30_s_consumption_pauses_and_every_click_is_
     );
     clickhouse.restart();
     assert_exactly(&env, link_id, 300).await;
+}
+
+/// A report view that fails while rows are pushed (here: one that always throws, then is
+/// dropped). The raw rows and their fence are written before every other view (0008), so the
+/// processor's retry finds them stored: the raw table never holds a click twice, and clicks
+/// after the repair flow as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_view_neither_duplicates_raw_rows_nor_stops_the_pipeline() {
+    let mut env = TestEnv::new("badview");
+    env.set("RUNNEL_BATCH_MAX_AGE_MS", "200");
+    env.set("RUNNEL_RETRY_MAX_BACKOFF_MS", "500");
+    env.prepare();
+    let db = env.database();
+    let ch = env.clickhouse();
+    ch.query(&format!("CREATE TABLE {db}.broken_sink (event_id UInt64) ENGINE = MergeTree ORDER BY event_id"))
+        .execute()
+        .await
+        .unwrap();
+    // Sorted after `_clicks_offsets_mv` and before most report views.
+    ch.query(&format!(
+        "CREATE MATERIALIZED VIEW {db}.clicks_broken_mv TO {db}.broken_sink AS \
+         SELECT event_id + throwIf(event_id > 0) AS event_id FROM {db}.clicks"
+    ))
+    .execute()
+    .await
+    .unwrap();
+    let _edge = env.spawn_edge().await;
+    let processor = env.spawn_processor();
+    let (code, link_id) = create_link(&env, "https://shop.example/badview").await;
+    follow(&env, &code, 40, BROWSER).await;
+
+    let metrics = format!("http://127.0.0.1:{}/metrics", env.metrics_port);
+    let retried = eventually(Duration::from_secs(60), || async {
+        let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        common::metric(&text, "runnel_processor_retries_total{pipeline=\"clicks\",sink=\"clickhouse\"}") > 0
+    })
+    .await;
+    assert!(retried, "the failing view made the insert fail:\n{}", processor.log_text());
+    // Retries keep coming while the view fails; none of them may store a click again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, 40, "raw rows while the view fails");
+    assert_eq!(env.ch_u64("SELECT uniqExact(event_id) FROM clicks").await, 40);
+
+    ch.query(&format!("DROP TABLE {db}.clicks_broken_mv")).execute().await.unwrap();
+    follow(&env, &code, 10, BROWSER).await;
+    let key = format!("clicks:{{{link_id}}}");
+    let done = eventually(Duration::from_secs(60), || async {
+        env.ch_u64("SELECT count() FROM clicks").await >= 50 && env.redis_hget(&key, "total").await.unwrap_or(0) >= 50
+    })
+    .await;
+    assert!(done, "clicks after the repair: {}", env.ch_u64("SELECT count() FROM clicks").await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, 50, "raw rows");
+    assert_eq!(env.ch_u64("SELECT uniqExact(event_id) FROM clicks").await, 50, "distinct event ids");
+    assert_eq!(env.redis_hget(&key, "total").await, Some(50), "redis counter");
 }

@@ -136,6 +136,15 @@ fn translate(sql: &str, tables: &mut BTreeMap<String, String>) -> Result<Vec<Str
             distributed(name, key),
         ]);
     }
+    if let Some(rest) = sql.strip_prefix("DROP TABLE IF EXISTS ") {
+        let (name, tail) = word(rest);
+        if tables.contains_key(name) || !tail.trim().is_empty() {
+            return Err(format!(
+                "DROP of {name}: only views are translated (a table is a local and a Distributed one)"
+            ));
+        }
+        return Ok(vec![format!("DROP TABLE IF EXISTS ${{database}}.{name} ON CLUSTER ${{cluster}}")]);
+    }
     if sql.starts_with("INSERT INTO ") {
         // Through the Distributed tables (the migrator inserts with insert_distributed_sync).
         return Ok(vec![sql.to_string()]);
@@ -217,6 +226,12 @@ mod tests {
     fn unknown_statements_and_tables_are_refused() {
         let mut tables = BTreeMap::new();
         assert!(translate("DROP TABLE clicks", &mut tables).unwrap_err().contains("DROP TABLE"));
+        translate("CREATE TABLE t (a UInt8) ENGINE = MergeTree ORDER BY a", &mut tables).unwrap();
+        assert!(translate("DROP TABLE IF EXISTS t", &mut tables).unwrap_err().contains("only views"));
+        assert_eq!(
+            translate("DROP TABLE IF EXISTS t_mv", &mut tables).unwrap(),
+            ["DROP TABLE IF EXISTS ${database}.t_mv ON CLUSTER ${cluster}"]
+        );
         assert!(translate("ALTER TABLE nope ADD COLUMN b String", &mut tables).unwrap_err().contains("nope"));
         assert!(translate("CREATE TABLE t (a UInt8) ENGINE = Memory", &mut tables).unwrap_err().contains("Memory"));
     }

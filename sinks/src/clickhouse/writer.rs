@@ -1,5 +1,5 @@
 //! Inserts raw click rows, each carrying its Kafka partition and offset, and reads the offset
-//! fence the same INSERT advances (through `clicks_offsets_mv`).
+//! fence the same INSERT advances (through `_clicks_offsets_mv`, which sorts before every other view: 0008).
 
 use clickhouse::{Client, Row};
 use serde::Serialize;
