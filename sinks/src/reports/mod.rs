@@ -287,8 +287,7 @@ impl Report {
                 )
             }
             Self::Conversions => {
-                // The top attributed codes first; clicks are summed for those codes only (`GLOBAL IN`: on
-                // a cluster the codes are found once, not again on every shard).
+                // The top attributed codes first; clicks are summed for those codes only.
                 // Orders carrying a link code, and orders naming only a click, through the
                 // click's link.
                 let attributed = format!(
@@ -297,7 +296,7 @@ impl Report {
                      UNION ALL SELECT code, currency, orders, revenue FROM (\
                      SELECT click_id, currency, orders, revenue FROM click_conversions_hourly WHERE {hours}) AS by_click \
                      ANY INNER JOIN (\
-                     SELECT event_id AS click_id, code FROM click_links WHERE event_id GLOBAL IN (\
+                     SELECT event_id AS click_id, code FROM click_links WHERE event_id IN (\
                      SELECT click_id FROM click_conversions_hourly WHERE {hours})) AS clicked_link USING click_id) \
                      GROUP BY code, currency \
                      ORDER BY paid_orders DESC, paid_revenue DESC, code, currency LIMIT {limit}",
@@ -320,7 +319,7 @@ impl Report {
                         "code, clicks, human_clicks",
                         "link_clicks_hourly",
                         "link_code_clicks_daily",
-                        &format!("code GLOBAL IN (SELECT code FROM ({attributed}))"),
+                        &format!("code IN (SELECT code FROM ({attributed}))"),
                     ),
                 );
                 (
@@ -367,9 +366,14 @@ pub struct Plan {
 impl Plan {
     /// Runs the query on ClickHouse.
     pub async fn run(&self, clickhouse: &ClickhouseConfig) -> Result<Table, ReportError> {
-        let bytes = clickhouse
-            .client()
-            .query(&self.sql)
+        let mut query = clickhouse.client().query(&self.sql);
+        if clickhouse.cluster_name().is_some() {
+            // `IN (subquery)` over Distributed tables becomes `GLOBAL IN` on a cluster: the set
+            // is built once and sent to the shards. On one server a plain `IN` keeps the
+            // primary key in use (18.16 ignores it for `GLOBAL IN`).
+            query = query.with_setting("distributed_product_mode", "global");
+        }
+        let bytes = query
             .fetch_bytes("TabSeparated")
             .map_err(|e| clickhouse.error(e))?
             .collect()
