@@ -242,18 +242,8 @@ async fn dashboards_and_alerts_use_catalogued_metrics_and_their_clickhouse_queri
     }
 
     // The current engine: the schema with its newer-server statements, the same queries.
-    let dir = env.logs.join("chdb-grafana");
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    let (ok, schema, err) = env.run(&["schema", "--server", "26.9"]);
-    assert!(ok, "{err}");
-    std::fs::write(dir.join("schema.json"), schema).unwrap();
-    std::fs::write(dir.join("queries.json"), serde_json::to_string(&clickhouse_queries).unwrap()).unwrap();
-    let output = std::process::Command::new("python3")
-        .arg(repo("tests/chdb_reports.py"))
-        .args([dir.join("schema.json"), dir.join("data"), dir.join("queries.json")])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "chdb: {}", String::from_utf8_lossy(&output.stderr));
+    let dir = common::chdb_dir(&env, "chdb-grafana");
+    common::run_chdb(&dir, &json!(clickhouse_queries));
 }
 
 fn promtool(args: &[&str]) -> String {

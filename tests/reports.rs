@@ -404,11 +404,7 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
 
     // The current engine: the schema with its newer-server statements, the same raw rows, every
     // report query (as the CLI prints it) answering what 18.16 answered.
-    let dir = env.logs.join("chdb");
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    let (ok, schema, err) = env.run(&["schema", "--server", "26.9"]);
-    assert!(ok, "{err}");
-    std::fs::write(dir.join("schema.json"), schema).unwrap();
+    let dir = common::chdb_dir(&env, "chdb");
     for table in ["clicks", "orders"] {
         let mut cursor = ch.query(&format!("SELECT * FROM {table}")).fetch_bytes("TabSeparated").unwrap();
         std::fs::write(dir.join("data").join(format!("{table}.tsv")), cursor.collect().await.unwrap()).unwrap();
@@ -503,15 +499,7 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
         assert!(ok, "{name}: {err}");
         answers.insert(name.clone(), text);
     }
-    std::fs::write(dir.join("queries.json"), Value::Object(sql.clone()).to_string()).unwrap();
-    let output = std::process::Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/chdb_reports.py"))
-        .args([dir.join("schema.json"), dir.join("data"), dir.join("queries.json")])
-        .env("TZ", "UTC")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "chdb: {}", String::from_utf8_lossy(&output.stderr));
-    let chdb: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let chdb = common::run_chdb(&dir, &Value::Object(sql.clone()));
     assert!(chdb["version"].as_str().unwrap().starts_with("26."), "{chdb}");
     for (name, args) in &queries {
         // The current engine's rows, read and rendered by the same code as the server's.

@@ -585,3 +585,29 @@ pub fn metric(text: &str, name: &str) -> u64 {
         .and_then(|v| v.parse::<f64>().ok())
         .map_or(0, |v| v as u64)
 }
+
+/// A directory for queries on a current ClickHouse engine (chdb-core, in process): the schema
+/// with its newer-server statements (`runnel schema --server 26.9`) in `schema.json`, and
+/// `data/` for raw rows (`<table>.tsv`) to load through the raw tables.
+pub fn chdb_dir(env: &TestEnv, name: &str) -> PathBuf {
+    let dir = env.logs.join(name);
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let (ok, schema, err) = env.run(&["schema", "--server", "26.9"]);
+    assert!(ok, "{err}");
+    std::fs::write(dir.join("schema.json"), schema).unwrap();
+    dir
+}
+
+/// Runs `queries` (name → SQL) there with `tests/chdb_reports.py`; returns
+/// `{"version", "results": {name: TabSeparated}}` and fails the test naming a refused query.
+pub fn run_chdb(dir: &std::path::Path, queries: &serde_json::Value) -> serde_json::Value {
+    std::fs::write(dir.join("queries.json"), queries.to_string()).unwrap();
+    let output = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/chdb_reports.py"))
+        .args([dir.join("schema.json"), dir.join("data"), dir.join("queries.json")])
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "chdb: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}

@@ -273,40 +273,48 @@ impl Migrator {
         SinkError::Migration { file: file.to_string(), reason: format!("{what}: {}", self.config.error(error)) }
     }
 
-    /// Runs a statement, with the cluster's and database's names filled in.
-    async fn execute(&self, sql: &str) -> Result<(), SinkError> {
-        let sql = match self.config.cluster_name() {
+    /// The statement with the cluster's and database's names filled in (unchanged on one server).
+    fn fill(&self, sql: &str) -> String {
+        match self.config.cluster_name() {
             Some(cluster) => Placeholders { cluster, database: &self.config.database }.fill(sql),
             None => sql.to_string(),
-        };
-        self.config.client().query(&sql).execute().await.map_err(|e| self.config.error(e))
+        }
     }
 
-    /// `ON CLUSTER ${cluster}` and an engine replicated to every node of the cluster (one
-    /// ZooKeeper path, a replica per node), or a plain local engine on one server.
-    fn bookkeeping_engine(&self, table: &str) -> (&'static str, String) {
-        match self.config.cluster_name() {
-            Some(_) => (
-                " ON CLUSTER ${cluster}",
-                format!("ReplicatedMergeTree('/clickhouse/runnel/${{database}}/{table}', '{{shard}}-{{replica}}')"),
+    /// Runs a statement, with the cluster's and database's names filled in.
+    async fn execute(&self, sql: &str) -> Result<(), SinkError> {
+        self.config.client().query(&self.fill(sql)).execute().await.map_err(|e| self.config.error(e))
+    }
+
+    /// Creates a bookkeeping table: on a cluster `ON CLUSTER`, replicated to every node (one
+    /// ZooKeeper path, a replica per node); on one server a plain local table.
+    async fn create_bookkeeping(&self, table: &str, columns: &str, order: &str) -> Result<(), SinkError> {
+        let sql = match self.config.cluster_name() {
+            Some(_) => format!(
+                "CREATE TABLE IF NOT EXISTS ${{database}}.{table} ON CLUSTER ${{cluster}} ({columns}) ENGINE = \
+                 ReplicatedMergeTree('/clickhouse/runnel/${{database}}/{table}', '{{shard}}-{{replica}}') ORDER BY {order}"
             ),
-            None => ("", "MergeTree".to_string()),
-        }
+            None => format!("CREATE TABLE IF NOT EXISTS {table} ({columns}) ENGINE = MergeTree ORDER BY {order}"),
+        };
+        self.execute(&sql).await
     }
 
     async fn ensure_bookkeeping(&self) -> Result<(), SinkError> {
         let on_cluster = if self.config.cluster_name().is_some() { " ON CLUSTER ${cluster}" } else { "" };
-        let create = format!("CREATE DATABASE IF NOT EXISTS {}{on_cluster}", self.config.database);
-        let create = match self.config.cluster_name() {
-            Some(cluster) => Placeholders { cluster, database: &self.config.database }.fill(&create),
-            None => create,
-        };
+        let create = self.fill(&format!("CREATE DATABASE IF NOT EXISTS {}{on_cluster}", self.config.database));
         self.config.server_client().query(&create).execute().await.map_err(|e| self.config.error(e))?;
-        let db = if self.config.cluster_name().is_some() { "${database}." } else { "" };
-        let (on, engine) = self.bookkeeping_engine("schema_migrations");
-        self.execute(&format!("CREATE TABLE IF NOT EXISTS {db}schema_migrations{on} (version UInt32, name String, checksum String, applied_at DateTime DEFAULT now()) ENGINE = {engine} ORDER BY version")).await?;
-        let (on, engine) = self.bookkeeping_engine("schema_skipped");
-        self.execute(&format!("CREATE TABLE IF NOT EXISTS {db}schema_skipped{on} (version UInt32, name String, statement UInt32, min_version String, applied UInt8, at DateTime DEFAULT now()) ENGINE = {engine} ORDER BY (version, statement)")).await
+        self.create_bookkeeping(
+            "schema_migrations",
+            "version UInt32, name String, checksum String, applied_at DateTime DEFAULT now()",
+            "version",
+        )
+        .await?;
+        self.create_bookkeeping(
+            "schema_skipped",
+            "version UInt32, name String, statement UInt32, min_version String, applied UInt8, at DateTime DEFAULT now()",
+            "(version, statement)",
+        )
+        .await
     }
 
     /// The server's version.
