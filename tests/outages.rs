@@ -91,6 +91,9 @@ async fn with_clickhouse_stopped_for_30_s_consumption_pauses_and_every_click_is_
     tokio::time::sleep(Duration::from_secs(5)).await;
     let held = env.redis_hget(&key, "total").await;
     assert!(matches!(held, Some(100..=200)), "{held:?}");
+    const PAUSED: &str = "runnel_processor_partitions_paused{pipeline=\"clicks\"}";
+    let paused = common::metric(&common::scrape(env.metrics_port).await, PAUSED);
+    assert_eq!(paused, 12, "the clicks partitions are paused while the flush retries");
     follow(&env, &code, 100, BROWSER).await;
     tokio::time::sleep(Duration::from_secs(25)).await;
     assert_eq!(env.redis_hget(&key, "total").await, held, "consumption pauses while ClickHouse is down");
@@ -101,6 +104,7 @@ async fn with_clickhouse_stopped_for_30_s_consumption_pauses_and_every_click_is_
     );
     clickhouse.restart();
     assert_exactly(&env, link_id, 300).await;
+    assert_eq!(common::metric(&common::scrape(env.metrics_port).await, PAUSED), 0, "resumed once stored");
 }
 
 /// A report view that fails while rows are pushed (here: one that always throws, then is

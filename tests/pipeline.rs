@@ -538,3 +538,87 @@ async fn two_processors_share_the_work_and_one_leaving_mid_stream_loses_and_repe
     assert_eq!(redis_total, 1600, "redis counters");
     assert!(assignments(&second) >= 2, "processor b took over:\n{}", second.log_text());
 }
+
+/// A second processor joins while the first holds a batch it has not stored (its batches wait
+/// 60 s): only the partitions that move are revoked (cooperative-sticky), and the first stores
+/// and commits what it holds before it lets them go, so the clicks reach ClickHouse at the
+/// rebalance instead of a batch age later, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_processor_takes_only_moved_partitions_and_the_batch_they_held_is_stored_first() {
+    let mut env = TestEnv::new("joining");
+    env.set("RUNNEL_BATCH_MAX_ROWS", "100000");
+    env.set("RUNNEL_BATCH_MAX_AGE_MS", "60000");
+    env.set("RUNNEL_PROCESSOR_INSTANCE_ID", "none");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let mut links = Vec::new();
+    for i in 0..8 {
+        links.push(create_link(&env, &format!("https://example.com/{i}")).await);
+    }
+    let (a_port, b_port) = (common::free_port(), common::free_port());
+    let mut first = env.spawn_processor_with_metrics("a", a_port);
+    let count = |port: u16, name: &'static str| async move { common::metric(&common::scrape(port).await, name) };
+    const ASSIGNED: &str = "runnel_processor_partition_changes_total{pipeline=\"clicks\",change=\"assigned\"}";
+    const REVOKED: &str = "runnel_processor_partition_changes_total{pipeline=\"clicks\",change=\"revoked\"}";
+    const LOST: &str = "runnel_processor_partition_changes_total{pipeline=\"clicks\",change=\"lost\"}";
+    const CONSUMED: &str = "runnel_processor_events_consumed_total{pipeline=\"clicks\"}";
+    assert!(
+        eventually(Duration::from_secs(60), || async { count(a_port, ASSIGNED).await == 12 }).await,
+        "processor a gets the 12 partitions:\n{}",
+        first.log_text()
+    );
+    for (code, _) in &links {
+        follow(&env, code, 50, BROWSER).await;
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || async { count(a_port, CONSUMED).await == 400 }).await,
+        "processor a takes the 400 clicks:\n{}",
+        first.log_text()
+    );
+    assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, 0, "the batch is held (60 s max age)");
+
+    let joined = std::time::Instant::now();
+    let mut second = env.spawn_processor_with_metrics("b", b_port);
+    assert!(
+        eventually(Duration::from_secs(40), || async { env.ch_u64("SELECT count() FROM clicks").await == 400 }).await,
+        "the held batch is stored at the rebalance ({} of 400 after {:?}):\n{}\n{}",
+        env.ch_u64("SELECT count() FROM clicks").await,
+        joined.elapsed(),
+        first.log_text(),
+        second.log_text()
+    );
+    assert!(joined.elapsed() < Duration::from_secs(50), "stored before the batch's age ran out");
+    assert!(
+        eventually(Duration::from_secs(30), || async { count(b_port, ASSIGNED).await > 0 }).await,
+        "processor b gets partitions:\n{}",
+        second.log_text()
+    );
+    let (b_assigned, a_revoked, a_assigned) =
+        (count(b_port, ASSIGNED).await, count(a_port, REVOKED).await, count(a_port, ASSIGNED).await);
+    assert!(b_assigned < 12, "the partitions are shared: b has {b_assigned}");
+    assert_eq!(a_revoked, b_assigned, "only the partitions that moved were revoked from a");
+    assert_eq!(a_assigned, 12, "a was not given back partitions it kept (an eager rebalance would)");
+    assert_eq!(count(a_port, LOST).await, 0);
+
+    // Both store what follows; every click once.
+    for (code, _) in &links {
+        follow(&env, code, 10, BROWSER).await;
+    }
+    // Taken by one or the other (their batches wait 60 s; stopping drains them).
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            count(a_port, CONSUMED).await + count(b_port, CONSUMED).await >= 480
+        })
+        .await,
+        "the 80 later clicks are taken"
+    );
+    assert!(first.terminate().success(), "{}", first.log_text());
+    assert!(second.terminate().success(), "{}", second.log_text());
+    assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, 480, "raw rows");
+    assert_eq!(env.ch_u64("SELECT uniqExact(event_id) FROM clicks").await, 480, "distinct event ids");
+    let mut redis_total = 0;
+    for (_, link_id) in &links {
+        redis_total += env.redis_hget(&format!("clicks:{{{link_id}}}"), "total").await.unwrap_or(0);
+    }
+    assert_eq!(redis_total, 480, "redis counters");
+}

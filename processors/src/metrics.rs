@@ -33,6 +33,11 @@ pub(crate) const RETRIES_TOTAL: &str = "runnel_processor_retries_total";
 /// Partitions whose fences were loaded on assignment (after every restart and rebalance), by
 /// pipeline (counter).
 pub(crate) const FENCE_LOADS_TOTAL: &str = "runnel_processor_fence_loads_total";
+/// Partitions paused while a flush retries a failing sink, by pipeline (gauge).
+pub(crate) const PARTITIONS_PAUSED: &str = "runnel_processor_partitions_paused";
+/// Partitions assigned to this processor, revoked from it (released after storing what it held)
+/// or lost (gone before it could), by pipeline and change (counter).
+pub(crate) const PARTITION_CHANGES_TOTAL: &str = "runnel_processor_partition_changes_total";
 /// Messages sent to the dead-letter topic, by pipeline and reason (counter).
 pub(crate) const DLQ_TOTAL: &str = "runnel_processor_dlq_messages_total";
 
@@ -52,6 +57,8 @@ pub(crate) fn describe() {
     describe_counter!(BATCHES_READ_AGAIN_TOTAL, "Batches given up after failing sinks and read again");
     describe_counter!(DLQ_TOTAL, "Messages sent to the dead-letter topic");
     describe_counter!(FENCE_LOADS_TOTAL, "Partitions whose fences were loaded on assignment");
+    metrics::describe_gauge!(PARTITIONS_PAUSED, "Partitions paused while a flush retries a failing sink");
+    describe_counter!(PARTITION_CHANGES_TOTAL, "Partitions assigned, revoked or lost in rebalances");
 }
 
 /// Creates a pipeline's counters with their known labels at zero, so `/metrics` lists them from
@@ -71,6 +78,10 @@ pub(crate) fn register_known(pipeline: &'static str, sinks: &[&'static str]) {
     for reason in ["undecodable", "invalid"] {
         counter!(DLQ_TOTAL, "pipeline" => pipeline, "reason" => reason).absolute(0);
     }
+    for change in ["assigned", "revoked", "lost"] {
+        counter!(PARTITION_CHANGES_TOTAL, "pipeline" => pipeline, "change" => change).absolute(0);
+    }
+    metrics::gauge!(PARTITIONS_PAUSED, "pipeline" => pipeline).set(0.0);
 }
 
 /// Serves `GET /metrics` until the process ends.

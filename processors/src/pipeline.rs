@@ -5,15 +5,24 @@
 //! ClickHouse, then Redis; then commit. Rebalance callbacks only record what changed; the loop
 //! acts on it before touching the next message, so fences are loaded before a newly assigned
 //! partition's first message is handled.
+//!
+//! Rebalances are incremental (cooperative-sticky): only the partitions that move are revoked.
+//! A revoked partition is held until the loop has stored and committed what it took from it,
+//! so its next owner starts where this one stopped. While a flush retries a failing sink, the
+//! assigned partitions are paused: nothing more is fetched until the sinks are back.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 use metrics::{counter, gauge, histogram};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer};
+use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Serialize;
 use sinks::Fences;
@@ -26,10 +35,10 @@ use crate::dedup::RecentIds;
 use crate::dlq::{DeadLetters, Source as DlqSource};
 use crate::metrics::{
     BATCH_AGE_SECONDS, BATCH_BYTES, BATCH_ROWS, BATCHES_READ_AGAIN_TOTAL, CONSUMER_LAG, DUPLICATES_TOTAL,
-    EVENTS_CONSUMED_TOTAL, FENCE_LOADS_TOTAL, FLUSH_DURATION_SECONDS, MESSAGES_SKIPPED_TOTAL, RETRIES_TOTAL,
-    ROWS_FENCED_TOTAL, ROWS_STORED_TOTAL,
+    EVENTS_CONSUMED_TOTAL, FENCE_LOADS_TOTAL, FLUSH_DURATION_SECONDS, MESSAGES_SKIPPED_TOTAL, PARTITION_CHANGES_TOTAL,
+    PARTITIONS_PAUSED, RETRIES_TOTAL, ROWS_FENCED_TOTAL, ROWS_STORED_TOTAL,
 };
-use crate::retry::{jittered, with_backoff, with_backoff_until};
+use crate::retry::{Retrying, jittered, with_backoff, with_backoff_until};
 use crate::{ProcessConfig, ProcessError};
 
 /// What makes one event pipeline: its topic, its row, its table and its counters.
@@ -62,7 +71,13 @@ const REBALANCE_CHECK: Duration = Duration::from_millis(250);
 
 enum Change {
     Assigned(Vec<i32>),
-    Revoked(Vec<i32>),
+    /// Partitions taken away. `held`: librdkafka waits until the loop has stored and committed
+    /// what it took from them and releases them. Otherwise they are gone already (lost with the
+    /// group session, or the consumer is closing) and the loop only forgets them.
+    Revoked {
+        partitions: Vec<i32>,
+        held: bool,
+    },
 }
 
 /// Records partition changes for the loop (runs inside the consumer's poll) and publishes the
@@ -70,6 +85,8 @@ enum Change {
 struct Rebalances {
     pipeline: &'static str,
     changes: Mutex<Vec<Change>>,
+    /// Set when the consumer is leaving: revocations are released at once.
+    closing: AtomicBool,
 }
 
 fn partitions(list: &TopicPartitionList) -> Vec<i32> {
@@ -98,15 +115,96 @@ impl ClientContext for Rebalances {
 }
 
 impl ConsumerContext for Rebalances {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance {
-            self.changes.lock().expect("not poisoned").push(Change::Revoked(partitions(list)));
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, list: &mut TopicPartitionList) {
+        let record = |change| self.changes.lock().expect("not poisoned").push(change);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let assigned = match consumer.rebalance_protocol() {
+                    RebalanceProtocol::Cooperative => consumer.incremental_assign(list),
+                    _ => consumer.assign(list),
+                };
+                match assigned {
+                    Ok(()) => record(Change::Assigned(partitions(list))),
+                    Err(error) => tracing::error!(pipeline = self.pipeline, %error, "cannot take assigned partitions"),
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS
+                if !self.closing.load(Ordering::SeqCst) && !consumer.assignment_lost() =>
+            {
+                // Not released here: librdkafka lets the application release revoked partitions
+                // later, within the rebalance timeout. The loop stores and commits first.
+                record(Change::Revoked { partitions: partitions(list), held: true });
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                if let Err(error) = release(consumer, list) {
+                    tracing::warn!(pipeline = self.pipeline, %error, "cannot release revoked partitions");
+                }
+                // Closing: the loop has drained already. Otherwise the assignment was lost.
+                if !self.closing.load(Ordering::SeqCst) {
+                    record(Change::Revoked { partitions: partitions(list), held: false });
+                }
+            }
+            other => {
+                tracing::error!(pipeline = self.pipeline, error = ?other, "rebalance failed; partitions released");
+                let _ = release(consumer, list);
+                record(Change::Revoked { partitions: partitions(list), held: false });
+            }
         }
     }
+}
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(list) = rebalance {
-            self.changes.lock().expect("not poisoned").push(Change::Assigned(partitions(list)));
+/// Gives revoked partitions back to the group (only those, under cooperative rebalancing).
+fn release<C: ConsumerContext>(consumer: &impl Consumer<C>, list: &TopicPartitionList) -> KafkaResult<()> {
+    match consumer.rebalance_protocol() {
+        RebalanceProtocol::Cooperative => consumer.incremental_unassign(list),
+        _ => consumer.unassign(),
+    }
+}
+
+/// Pauses the pipeline's partitions at a flush's first retry and resumes them when dropped:
+/// librdkafka fetches nothing meanwhile (memory stays flat, the lag shows the stall), and
+/// afterwards goes on from the first message the loop has not taken.
+struct PauseOnRetry<'a> {
+    pipeline: &'static str,
+    consumer: &'a StreamConsumer<Rebalances>,
+    paused: Mutex<Option<TopicPartitionList>>,
+}
+
+impl<'a> PauseOnRetry<'a> {
+    fn new(pipeline: &'static str, consumer: &'a StreamConsumer<Rebalances>) -> Self {
+        Self { pipeline, consumer, paused: Mutex::new(None) }
+    }
+
+    fn pause(&self) {
+        let mut paused = self.paused.lock().expect("not poisoned");
+        if paused.is_some() {
+            return;
+        }
+        let assignment = match self.consumer.assignment() {
+            Ok(list) => list,
+            Err(error) => {
+                return tracing::warn!(pipeline = self.pipeline, %error, "cannot read the assignment to pause it");
+            }
+        };
+        match self.consumer.pause(&assignment) {
+            Ok(()) => {
+                tracing::info!(pipeline = self.pipeline, partitions = ?partitions(&assignment), "a sink is failing; partitions paused");
+                gauge!(PARTITIONS_PAUSED, "pipeline" => self.pipeline).set(assignment.count() as f64);
+                *paused = Some(assignment);
+            }
+            Err(error) => tracing::warn!(pipeline = self.pipeline, %error, "cannot pause partitions"),
+        }
+    }
+}
+
+impl Drop for PauseOnRetry<'_> {
+    fn drop(&mut self) {
+        if let Some(list) = self.paused.lock().expect("not poisoned").take() {
+            if let Err(error) = self.consumer.resume(&list) {
+                tracing::warn!(pipeline = self.pipeline, %error, "cannot resume partitions");
+            }
+            gauge!(PARTITIONS_PAUSED, "pipeline" => self.pipeline).set(0.0);
+            tracing::info!(pipeline = self.pipeline, partitions = ?partitions(&list), "partitions resumed");
         }
     }
 }
@@ -126,6 +224,8 @@ struct Pipeline<S: Source> {
     archive: Option<Archive>,
     archive_fences: Fences,
     batch: Batch<S::Row>,
+    /// Partitions assigned and not yet released; messages of others are not taken.
+    owned: BTreeSet<i32>,
     recent: RecentIds,
     max_rows: usize,
     max_bytes: usize,
@@ -149,6 +249,7 @@ pub(crate) async fn run<S: Source>(
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
+        .set("partition.assignment.strategy", "cooperative-sticky")
         .set("statistics.interval.ms", "5000")
         .set("fetch.wait.max.ms", config.kafka_fetch_wait_ms.to_string())
         // The group waits this long for a poll; a flush gives up well before it.
@@ -157,8 +258,11 @@ pub(crate) async fn run<S: Source>(
     // Static membership: a restarted processor reclaims its partitions at once. Besides being
     // faster, it sidesteps tansu 0.6 keeping a killed dynamic member as group leader.
     config.set_membership(&mut consumer_config);
-    let consumer: StreamConsumer<Rebalances> =
-        consumer_config.create_with_context(Rebalances { pipeline: S::NAME, changes: Mutex::default() })?;
+    let consumer: StreamConsumer<Rebalances> = consumer_config.create_with_context(Rebalances {
+        pipeline: S::NAME,
+        changes: Mutex::default(),
+        closing: AtomicBool::new(false),
+    })?;
     let topic = S::topic(&topics);
     consumer.subscribe(&[topic.as_str()])?;
     let mut dlq_config = config.kafka.client_config();
@@ -183,6 +287,7 @@ pub(crate) async fn run<S: Source>(
         },
         archive_fences: Fences::new(),
         batch: Batch::default(),
+        owned: BTreeSet::new(),
         recent: RecentIds::new(config.dedup_window_events),
         max_rows: config.batch_max_rows,
         max_bytes: config.batch_max_bytes,
@@ -230,38 +335,56 @@ impl<S: Source> Pipeline<S> {
                 || self.batch.bytes() >= self.max_bytes
                 || (!self.batch.is_empty() && self.batch.age() >= self.max_age)
             {
-                match self.flush().await {
-                    Ok(()) => {}
-                    // A sink still failing after RUNNEL_SINK_GIVE_UP_MS: let go of the batch and
-                    // read it again, so the group keeps this processor (it polls again) and no
-                    // other processor stores these partitions while this one still tries.
-                    Err(ProcessError::Sink(error)) if error.is_retryable() => self.read_again(&error)?,
-                    Err(error) => return Err(error),
-                }
+                self.flush_or_read_again(CommitMode::Async).await?;
             }
         }
         // Drain: store what is held, commit synchronously, leave the group.
-        self.flush().await?;
+        self.flush(CommitMode::Sync).await?;
+        self.consumer.context().closing.store(true, Ordering::SeqCst);
         self.consumer.unsubscribe();
         Ok(())
+    }
+
+    /// Flushes; a sink still failing after RUNNEL_SINK_GIVE_UP_MS makes the loop let go of the
+    /// batch and read it again, so the group keeps this processor (it polls again) and no
+    /// other processor stores these partitions while this one still tries.
+    async fn flush_or_read_again(&mut self, commit: CommitMode) -> Result<(), ProcessError> {
+        match self.flush(commit).await {
+            Ok(()) => Ok(()),
+            Err(ProcessError::Sink(error)) if error.is_retryable() => self.read_again(&error),
+            Err(error) => Err(error),
+        }
     }
 
     async fn apply_rebalances(&mut self) -> Result<(), ProcessError> {
         let changes = std::mem::take(&mut *self.consumer.context().changes.lock().expect("not poisoned"));
         for change in changes {
             match change {
-                Change::Revoked(partitions) => {
+                Change::Revoked { partitions, held: true } => {
+                    // Store and commit the batch before letting go: the next owner starts after it.
+                    self.flush_or_read_again(CommitMode::Sync).await?;
+                    let mut list = TopicPartitionList::new();
+                    for p in &partitions {
+                        list.add_partition(&self.topic, *p);
+                    }
+                    if let Err(error) = release(&self.consumer, &list) {
+                        tracing::warn!(pipeline = S::NAME, %error, "cannot release revoked partitions");
+                    }
                     tracing::info!(
                         pipeline = S::NAME,
                         ?partitions,
-                        "partitions revoked; their unstored events are left to the next owner"
+                        "partitions revoked; what they held was stored and committed first"
+                    );
+                    self.forget(&partitions, "revoked");
+                }
+                Change::Revoked { partitions, held: false } => {
+                    tracing::warn!(
+                        pipeline = S::NAME,
+                        ?partitions,
+                        "partitions lost; their unstored events are left to the next owner"
                     );
                     self.drop_unstored(&partitions);
-                    for p in &partitions {
-                        self.ch_fences.remove(p);
-                        self.redis_fences.remove(p);
-                        self.archive_fences.remove(p);
-                    }
+                    self.forget(&partitions, "lost");
                 }
                 Change::Assigned(partitions) => {
                     let ch = with_backoff(S::NAME, "clickhouse", self.max_backoff, || self.clickhouse.fences(S::NAME))
@@ -285,6 +408,9 @@ impl<S: Source> Pipeline<S> {
                         set_fence(&mut self.archive_fences, *p, archived.get(p).copied());
                     }
                     counter!(FENCE_LOADS_TOTAL, "pipeline" => S::NAME).increment(partitions.len() as u64);
+                    counter!(PARTITION_CHANGES_TOTAL, "pipeline" => S::NAME, "change" => "assigned")
+                        .increment(partitions.len() as u64);
+                    self.owned.extend(partitions.iter().copied());
                     tracing::info!(pipeline = S::NAME, ?partitions, ch_fences = ?self.ch_fences, "partitions assigned; fences loaded");
                 }
             }
@@ -292,8 +418,23 @@ impl<S: Source> Pipeline<S> {
         Ok(())
     }
 
+    /// Forgets partitions that are no longer this consumer's.
+    fn forget(&mut self, partitions: &[i32], change: &'static str) {
+        for p in partitions {
+            self.owned.remove(p);
+            self.ch_fences.remove(p);
+            self.redis_fences.remove(p);
+            self.archive_fences.remove(p);
+        }
+        counter!(PARTITION_CHANGES_TOTAL, "pipeline" => S::NAME, "change" => change).increment(partitions.len() as u64);
+    }
+
     /// Decodes one message into the batch; lines that cannot be stored go to the dead-letter topic.
     async fn take(&mut self, partition: i32, offset: i64, key: Option<Vec<u8>>, payload: Vec<u8>) {
+        // A message fetched before its partition was released: the next owner reads it.
+        if !self.owned.contains(&partition) {
+            return;
+        }
         let stored_everywhere = |fences: &Fences| fences.get(&partition).is_some_and(|f| offset <= *f);
         if stored_everywhere(&self.ch_fences)
             && stored_everywhere(&self.redis_fences)
@@ -354,34 +495,9 @@ impl<S: Source> Pipeline<S> {
         Ok(())
     }
 
-    /// Writes each partition's rows above the archive fence as Parquet files; returns the rows
-    /// written.
-    async fn store_in_archive(&mut self, deadline: Instant) -> Result<u64, ProcessError> {
-        let Some(archive) = &self.archive else { return Ok(0) };
-        let mut written = 0u64;
-        for partition in self.batch.partitions() {
-            let Some((floor, last)) = self.batch.pending(partition, self.archive_fences.get(&partition).copied())
-            else {
-                continue;
-            };
-            let rows: Vec<(u32, &S::Row)> = self.batch.rows_in(partition, floor).map(|r| (r.event_time(), r)).collect();
-            let topic = &self.topic;
-            // Encoding and file writes block: off the async workers.
-            with_backoff_until(S::NAME, "archive", self.max_backoff, Some(deadline), || {
-                std::future::ready(tokio::task::block_in_place(|| {
-                    archive.write(topic, partition, floor + 1, last, &rows)
-                }))
-            })
-            .await?;
-            written += rows.len() as u64;
-            self.archive_fences.insert(partition, last);
-        }
-        Ok(written)
-    }
-
-    /// Stores the batch in ClickHouse, then Redis, then the archive, each above its fence;
-    /// then commits.
-    async fn flush(&mut self) -> Result<(), ProcessError> {
+    /// Stores the batch in ClickHouse and Redis at once, then in the archive, each above its
+    /// fence; then commits. The assigned partitions are paused from the first retry on.
+    async fn flush(&mut self, commit: CommitMode) -> Result<(), ProcessError> {
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -393,18 +509,31 @@ impl<S: Source> Pipeline<S> {
         // once. Either may be retried meanwhile; the commit below waits for both.
         let before = self.batch.len();
         let deadline = Instant::now() + self.give_up;
-        let Pipeline { clickhouse, redis, batch, ch_fences, redis_fences, max_backoff, .. } = self;
-        let max_backoff = *max_backoff;
+        let Pipeline {
+            consumer,
+            clickhouse,
+            redis,
+            batch,
+            ch_fences,
+            redis_fences,
+            archive,
+            archive_fences,
+            topic,
+            ..
+        } = self;
+        let pause = PauseOnRetry::new(S::NAME, consumer);
+        let on_retry = || pause.pause();
+        let retry = Retrying { max_backoff: self.max_backoff, deadline: Some(deadline), on_retry: &on_retry };
         let ch = async {
             let started = Instant::now();
-            let stored = store_in_clickhouse::<S>(clickhouse, batch, ch_fences, max_backoff, deadline).await?;
+            let stored = store_in_clickhouse::<S>(clickhouse, batch, ch_fences, retry).await?;
             histogram!(FLUSH_DURATION_SECONDS, "pipeline" => S::NAME, "sink" => "clickhouse")
                 .record(started.elapsed().as_secs_f64());
             Ok::<_, ProcessError>(stored)
         };
         let counters = async {
             let started = Instant::now();
-            let outcome = store_all_in_redis::<S>(redis, batch, redis_fences, max_backoff, deadline).await?;
+            let outcome = store_all_in_redis::<S>(redis, batch, redis_fences, retry).await?;
             histogram!(FLUSH_DURATION_SECONDS, "pipeline" => S::NAME, "sink" => "redis")
                 .record(started.elapsed().as_secs_f64());
             Ok::<_, ProcessError>(outcome)
@@ -414,28 +543,67 @@ impl<S: Source> Pipeline<S> {
         counter!(ROWS_STORED_TOTAL, "pipeline" => S::NAME, "sink" => "clickhouse").increment(stored as u64);
         counter!(ROWS_FENCED_TOTAL, "pipeline" => S::NAME, "sink" => "clickhouse").increment((before - stored) as u64);
         counter!(ROWS_STORED_TOTAL, "pipeline" => S::NAME, "sink" => "redis").increment(counted);
-        self.redis_fences.extend(fences);
+        redis_fences.extend(fences);
 
-        if self.archive.is_some() {
+        if let Some(archive) = archive {
             let started = Instant::now();
-            let archived = self.store_in_archive(deadline).await?;
+            let archived = store_in_archive::<S>(archive, topic, batch, archive_fences, retry).await?;
             counter!(ROWS_STORED_TOTAL, "pipeline" => S::NAME, "sink" => "archive").increment(archived);
             histogram!(FLUSH_DURATION_SECONDS, "pipeline" => S::NAME, "sink" => "archive")
                 .record(started.elapsed().as_secs_f64());
         }
+        drop(pause);
 
         // Commits only hint where to resume; the fences above are the truth.
         let mut list = TopicPartitionList::new();
         for (partition, next) in self.batch.commit_offsets() {
             list.add_partition_offset(&self.topic, partition, Offset::Offset(next))?;
         }
-        if let Err(error) = self.consumer.commit(&list, CommitMode::Async) {
+        if let Err(error) = self.consumer.commit(&list, commit) {
             tracing::warn!(pipeline = S::NAME, %error, "offset commit failed; the fences keep the data exact");
         }
         tracing::debug!(pipeline = S::NAME, rows = self.batch.len(), "batch stored");
         self.batch.clear();
         Ok(())
     }
+}
+
+impl<S: Source> Drop for Pipeline<S> {
+    /// Whatever ended the loop, the consumer's close must not wait on a revocation the loop
+    /// would have released: it leaves with its partitions released at once.
+    fn drop(&mut self) {
+        if !self.consumer.context().closing.swap(true, Ordering::SeqCst)
+            && let Ok(assignment) = self.consumer.assignment()
+        {
+            let _ = release(&self.consumer, &assignment);
+        }
+    }
+}
+
+/// Writes each partition's rows above the archive fence as Parquet files; returns the rows
+/// written.
+async fn store_in_archive<S: Source>(
+    archive: &Archive,
+    topic: &str,
+    batch: &Batch<S::Row>,
+    archive_fences: &mut Fences,
+    retry: Retrying<'_>,
+) -> Result<u64, ProcessError> {
+    let mut written = 0u64;
+    for partition in batch.partitions() {
+        let Some((floor, last)) = batch.pending(partition, archive_fences.get(&partition).copied()) else {
+            continue;
+        };
+        let rows: Vec<(u32, &S::Row)> = batch.rows_in(partition, floor).map(|r| (r.event_time(), r)).collect();
+        // Encoding and file writes block: off the async workers.
+        with_backoff_until(S::NAME, "archive", retry, || {
+            std::future::ready(tokio::task::block_in_place(|| archive.write(topic, partition, floor + 1, last, &rows)))
+        })
+        .await?;
+        written += rows.len() as u64;
+        archive_fences.insert(partition, last);
+    }
+    Ok(written)
 }
 
 /// Inserts the batch's rows above the ClickHouse fence and advances the fence; returns how
@@ -446,8 +614,7 @@ async fn store_in_clickhouse<S: Source>(
     clickhouse: &ClickhouseWriter,
     batch: &Batch<S::Row>,
     ch_fences: &mut Fences,
-    max_backoff: Duration,
-    deadline: Instant,
+    retry: Retrying<'_>,
 ) -> Result<usize, ProcessError> {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -469,13 +636,16 @@ async fn store_in_clickhouse<S: Source>(
                 }
                 return Ok(count);
             }
-            Err(error) if error.is_retryable() && Instant::now() >= deadline => return Err(error.into()),
+            Err(error) if error.is_retryable() && retry.deadline.is_some_and(|d| Instant::now() >= d) => {
+                return Err(error.into());
+            }
             Err(error) if error.is_retryable() => {
+                (retry.on_retry)();
                 counter!(RETRIES_TOTAL, "pipeline" => S::NAME, "sink" => "clickhouse").increment(1);
                 let pause = jittered(backoff);
                 tracing::warn!(pipeline = S::NAME, %error, backoff_ms = pause.as_millis() as u64, "ClickHouse insert failed, retrying");
                 tokio::time::sleep(pause).await;
-                backoff = (backoff * 2).min(max_backoff);
+                backoff = (backoff * 2).min(retry.max_backoff);
                 if let Ok(fences) = clickhouse.fences(S::NAME).await {
                     for partition in batch.partitions() {
                         if let Some(stored) = fences.get(&partition) {
@@ -498,8 +668,7 @@ async fn store_in_redis<S: Source>(
     partition: i32,
     floor: i64,
     last: i64,
-    max_backoff: Duration,
-    deadline: Instant,
+    retry: Retrying<'_>,
 ) -> Result<u64, ProcessError> {
     let mut pending: Vec<(i64, Option<String>)> = vec![(floor, None)];
     let mut counted = 0u64;
@@ -516,10 +685,9 @@ async fn store_in_redis<S: Source>(
         if updates.is_empty() {
             continue;
         }
-        let outcomes = with_backoff_until(S::NAME, "redis", max_backoff, Some(deadline), || {
-            redis.apply(S::NAME, partition, floor + 1, last, &updates)
-        })
-        .await?;
+        let outcomes =
+            with_backoff_until(S::NAME, "redis", retry, || redis.apply(S::NAME, partition, floor + 1, last, &updates))
+                .await?;
         if only_tag.is_none() {
             counted = rows;
         }
@@ -538,14 +706,13 @@ async fn store_all_in_redis<S: Source>(
     redis: &Counters,
     batch: &Batch<S::Row>,
     redis_fences: &Fences,
-    max_backoff: Duration,
-    deadline: Instant,
+    retry: Retrying<'_>,
 ) -> Result<(u64, Vec<(i32, i64)>), ProcessError> {
     let mut counted = 0;
     let mut fences = Vec::new();
     for partition in batch.partitions() {
         let Some((floor, last)) = batch.pending(partition, redis_fences.get(&partition).copied()) else { continue };
-        counted += store_in_redis::<S>(redis, batch, partition, floor, last, max_backoff, deadline).await?;
+        counted += store_in_redis::<S>(redis, batch, partition, floor, last, retry).await?;
         fences.push((partition, last));
     }
     Ok((counted, fences))

@@ -21,7 +21,18 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, SinkError>>,
 {
-    with_backoff_until(pipeline, sink, max_backoff, None, op).await
+    with_backoff_until(pipeline, sink, Retrying { max_backoff, deadline: None, on_retry: &|| {} }, op).await
+}
+
+/// How a flush retries its sinks.
+#[derive(Clone, Copy)]
+pub(crate) struct Retrying<'a> {
+    /// The longest pause between two attempts.
+    pub(crate) max_backoff: Duration,
+    /// After this, a retryable error is returned instead of retried.
+    pub(crate) deadline: Option<Instant>,
+    /// Called before each retry (the pipeline pauses its partitions).
+    pub(crate) on_retry: &'a (dyn Fn() + Sync),
 }
 
 /// Calls `op` until it succeeds, fails permanently, or (with a deadline) still fails with a
@@ -29,8 +40,7 @@ where
 pub(crate) async fn with_backoff_until<T, F, Fut>(
     pipeline: &'static str,
     sink: &'static str,
-    max_backoff: Duration,
-    deadline: Option<Instant>,
+    retry: Retrying<'_>,
     mut op: F,
 ) -> Result<T, SinkError>
 where
@@ -41,13 +51,16 @@ where
     loop {
         match op().await {
             Ok(value) => return Ok(value),
-            Err(error) if error.is_retryable() && deadline.is_some_and(|d| Instant::now() >= d) => return Err(error),
+            Err(error) if error.is_retryable() && retry.deadline.is_some_and(|d| Instant::now() >= d) => {
+                return Err(error);
+            }
             Err(error) if error.is_retryable() => {
+                (retry.on_retry)();
                 counter!(RETRIES_TOTAL, "pipeline" => pipeline, "sink" => sink).increment(1);
                 let jittered = jittered(backoff);
                 tracing::warn!(%error, pipeline, sink, backoff_ms = jittered.as_millis() as u64, "sink failed, retrying");
                 tokio::time::sleep(jittered).await;
-                backoff = (backoff * 2).min(max_backoff);
+                backoff = (backoff * 2).min(retry.max_backoff);
             }
             Err(error) => return Err(error),
         }

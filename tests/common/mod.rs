@@ -215,11 +215,16 @@ impl TestEnv {
 
     /// A processor of its own group member id and metrics port, beside the test's usual one.
     pub fn spawn_processor_named(&self, name: &str) -> Proc {
+        self.spawn_processor_with_metrics(name, free_port())
+    }
+
+    /// A processor of its own group member id, serving its metrics on `metrics_port`.
+    pub fn spawn_processor_with_metrics(&self, name: &str, metrics_port: u16) -> Proc {
         let mut command = self.command(&["process", "--pipelines", "clicks,orders,links"]);
         if self.setting("RUNNEL_PROCESSOR_INSTANCE_ID", String::new()) != "none" {
             command.env("RUNNEL_PROCESSOR_INSTANCE_ID", format!("{}-{name}", self.id));
         }
-        command.env("RUNNEL_PROCESS_METRICS_ADDR", format!("127.0.0.1:{}", free_port()));
+        command.env("RUNNEL_PROCESS_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"));
         self.spawn_command(&format!("process-{name}"), command)
     }
 
@@ -574,6 +579,14 @@ fn wait_for_port(port: u16, what: &str) {
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "{what} did not start on port {port}");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The Prometheus text a process serves on `port`, empty when it does not answer.
+pub async fn scrape(port: u16) -> String {
+    match reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
     }
 }
 
