@@ -120,6 +120,25 @@ impl<R: Stored> Batch<R> {
     }
 }
 
+/// Names rows by where they came from, for ClickHouse's insert deduplication: the topic, and
+/// per partition the first and last offset and how many rows. The same rows give the same
+/// token, so a retried INSERT is recognised; offsets are never reused within a topic.
+pub(crate) fn dedup_token<R: Stored>(topic: &str, rows: &[&R]) -> String {
+    use std::fmt::Write;
+    let mut ranges: BTreeMap<i32, (i64, i64, usize)> = BTreeMap::new();
+    for row in rows {
+        let range = ranges.entry(row.partition()).or_insert((row.offset(), row.offset(), 0));
+        range.0 = range.0.min(row.offset());
+        range.1 = range.1.max(row.offset());
+        range.2 += 1;
+    }
+    let mut token = format!("runnel:{topic}");
+    for (partition, (first, last, count)) in ranges {
+        let _ = write!(token, ":{partition}/{first}-{last}/{count}");
+    }
+    token
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +193,16 @@ mod tests {
         assert_eq!(b.drop_partitions(&[1]), vec![7, 8], "the dropped rows' event ids");
         assert_eq!(b.len(), 1);
         assert_eq!(b.commit_offsets(), vec![(0, 11), (2, 4)]);
+    }
+
+    #[test]
+    fn the_same_rows_make_the_same_token_and_others_another() {
+        let rows = [Row(1, 7, 0), Row(0, 12, 0), Row(0, 10, 0), Row(0, 10, 0)];
+        let all: Vec<&Row> = rows.iter().collect();
+        assert_eq!(dedup_token("t.clicks", &all), "runnel:t.clicks:0/10-12/3:1/7-7/1");
+        let reordered: Vec<&Row> = rows.iter().rev().collect();
+        assert_eq!(dedup_token("t.clicks", &reordered), dedup_token("t.clicks", &all));
+        assert_ne!(dedup_token("t.clicks", &all[1..]), dedup_token("t.clicks", &all), "fewer rows");
+        assert_ne!(dedup_token("u.clicks", &all), dedup_token("t.clicks", &all), "another topic");
     }
 }

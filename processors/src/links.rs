@@ -110,7 +110,7 @@ async fn store(
     }
     counter!(EVENTS_CONSUMED_TOTAL, "pipeline" => PIPELINE).increment(batch.len() as u64);
     let rows: Vec<LinkRow> = batch.iter().map(LinkRow::from).collect();
-    with_backoff(PIPELINE, "clickhouse", max_backoff, || clickhouse.insert("links", &rows)).await?;
+    with_backoff(PIPELINE, "clickhouse", max_backoff, || clickhouse.insert("links", None, &rows)).await?;
     counter!(ROWS_STORED_TOTAL, "pipeline" => PIPELINE, "sink" => "clickhouse").increment(rows.len() as u64);
     for link in batch {
         if with_backoff(PIPELINE, "redis", max_backoff, || index.put(link)).await? {

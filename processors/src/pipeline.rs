@@ -30,7 +30,7 @@ use sinks::archive::Archive;
 use sinks::clickhouse::ClickhouseWriter;
 use sinks::redis::{ApplyOutcome, CounterUpdates, Counters};
 
-use crate::batch::{Batch, Stored};
+use crate::batch::{Batch, Stored, dedup_token};
 use crate::dedup::RecentIds;
 use crate::dlq::{DeadLetters, Source as DlqSource};
 use crate::metrics::{
@@ -73,7 +73,7 @@ enum Change {
     Assigned(Vec<i32>),
     /// Partitions taken away. `held`: librdkafka waits until the loop has stored and committed
     /// what it took from them and releases them. Otherwise they are gone already (lost with the
-    /// group session, or the consumer is closing) and the loop only forgets them.
+    /// group session) and the loop drops what it holds of them.
     Revoked {
         partitions: Vec<i32>,
         held: bool,
@@ -265,6 +265,11 @@ pub(crate) async fn run<S: Source>(
     })?;
     let topic = S::topic(&topics);
     consumer.subscribe(&[topic.as_str()])?;
+    let server = config.clickhouse.server_version().await?;
+    let clickhouse = ClickhouseWriter::for_server(
+        config.clickhouse.clone(),
+        sinks::clickhouse::ServerVersion::parse(&server).unwrap_or(sinks::clickhouse::ServerVersion(0, 0)),
+    );
     let mut dlq_config = config.kafka.client_config();
     dlq_config.set("enable.idempotence", "true").set("acks", "all");
 
@@ -277,7 +282,7 @@ pub(crate) async fn run<S: Source>(
             Duration::from_millis(config.retry_max_backoff_ms),
         ),
         topic,
-        clickhouse: ClickhouseWriter::new(config.clickhouse.clone()),
+        clickhouse,
         redis,
         ch_fences: Fences::new(),
         redis_fences: Fences::new(),
@@ -298,7 +303,14 @@ pub(crate) async fn run<S: Source>(
     let sinks: &[&'static str] =
         if pipeline.archive.is_some() { &["clickhouse", "redis", "archive"] } else { &["clickhouse", "redis"] };
     crate::metrics::register_known(S::NAME, sinks);
-    tracing::info!(pipeline = S::NAME, topic = %pipeline.topic, instance = %config.instance_id(), "pipeline started");
+    tracing::info!(
+        pipeline = S::NAME,
+        topic = %pipeline.topic,
+        instance = %config.instance_id(),
+        clickhouse = %server,
+        dedup_tokens = pipeline.clickhouse.sends_dedup_tokens(),
+        "pipeline started"
+    );
     // Every log line of the pipeline's work carries `pipeline` (and its own partition fields).
     let result = pipeline.run(shutdown).instrument(tracing::info_span!("pipeline", pipeline = S::NAME)).await;
     if result.is_ok() {
@@ -526,7 +538,7 @@ impl<S: Source> Pipeline<S> {
         let retry = Retrying { max_backoff: self.max_backoff, deadline: Some(deadline), on_retry: &on_retry };
         let ch = async {
             let started = Instant::now();
-            let stored = store_in_clickhouse::<S>(clickhouse, batch, ch_fences, retry).await?;
+            let stored = store_in_clickhouse::<S>(clickhouse, topic, batch, ch_fences, retry).await?;
             histogram!(FLUSH_DURATION_SECONDS, "pipeline" => S::NAME, "sink" => "clickhouse")
                 .record(started.elapsed().as_secs_f64());
             Ok::<_, ProcessError>(stored)
@@ -612,6 +624,7 @@ async fn store_in_archive<S: Source>(
 /// have been stored, and must not be stored twice.
 async fn store_in_clickhouse<S: Source>(
     clickhouse: &ClickhouseWriter,
+    topic: &str,
     batch: &Batch<S::Row>,
     ch_fences: &mut Fences,
     retry: Retrying<'_>,
@@ -622,7 +635,8 @@ async fn store_in_clickhouse<S: Source>(
         if rows.is_empty() {
             return Ok(0);
         }
-        match clickhouse.insert(S::TABLE, rows.iter().copied()).await {
+        let token = dedup_token(topic, &rows);
+        match clickhouse.insert(S::TABLE, Some(&token), rows.iter().copied()).await {
             Ok(()) => {
                 let count = rows.len();
                 let mut stored = Fences::new();

@@ -6,7 +6,9 @@ use rand::Rng;
 use runnel_sinks as sinks;
 use std::time::Duration;
 
-use sinks::clickhouse::{ClickRow, ClickhouseConfig, ClickhouseWriter, Migration, Migrator, ServerVersion};
+use sinks::clickhouse::{
+    ClickRow, ClickhouseConfig, ClickhouseWriter, DEDUP_TOKENS_SINCE, Migration, Migrator, ServerVersion,
+};
 use sinks::redis::{ApplyOutcome, Counters, LinkIndex, RedisConfig, day_of};
 
 fn unique(name: &str) -> String {
@@ -206,9 +208,9 @@ async fn the_clickhouse_fence_follows_every_insert_and_the_daily_view_fills() {
     assert!(writer.fences("clicks").await.unwrap().is_empty());
 
     let first: Vec<ClickRow> = (0..10).map(|o| row(0, o)).chain((0..5).map(|o| row(3, o))).collect();
-    writer.insert("clicks", &first).await.unwrap();
+    writer.insert("clicks", Some("first"), &first).await.unwrap();
     let second: Vec<ClickRow> = (10..12).map(|o| row(0, o)).collect();
-    writer.insert("clicks", &second).await.unwrap();
+    writer.insert("clicks", Some("second"), &second).await.unwrap();
 
     let fences = writer.fences("clicks").await.unwrap();
     assert_eq!(fences.get(&0), Some(&11));
@@ -219,6 +221,26 @@ async fn the_clickhouse_fence_follows_every_insert_and_the_daily_view_fills() {
         count(&config, "SELECT toUInt64(uniqMerge(visitors)) FROM clicks_daily_by_link WHERE link_id = 42").await,
         3
     );
+}
+
+/// The writer sends deduplication tokens only to servers that take them. 18.16 refuses the
+/// settings, which shows that a writer made for 24.8 really sends them.
+#[tokio::test]
+async fn deduplication_tokens_go_only_to_servers_that_take_them() {
+    let config = clickhouse(&unique("runnel_tokens"));
+    let _db = Database(config.clone());
+    Migrator::new(config.clone()).unwrap().apply().await.unwrap();
+    let version = ServerVersion::parse(&config.server_version().await.unwrap()).unwrap();
+    let rows = [row(0, 1)];
+    let writer = ClickhouseWriter::for_server(config.clone(), version);
+    assert_eq!(writer.sends_dedup_tokens(), version >= DEDUP_TOKENS_SINCE);
+    writer.insert("clicks", Some("runnel:t:0/1-1/1"), &rows).await.unwrap();
+    if version < DEDUP_TOKENS_SINCE {
+        let current = ClickhouseWriter::for_server(config.clone(), DEDUP_TOKENS_SINCE);
+        let error = current.insert("clicks", Some("runnel:t:0/1-1/1"), &rows).await.unwrap_err().to_string();
+        assert!(error.contains("insert_deduplication_token"), "{error}");
+    }
+    assert_eq!(count(&config, "SELECT count() FROM clicks").await, 1);
 }
 
 async fn cleanup(config: &RedisConfig) {

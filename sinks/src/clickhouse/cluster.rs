@@ -130,6 +130,10 @@ fn translate(sql: &str, tables: &mut BTreeMap<String, String>) -> Result<Vec<Str
     if let Some(rest) = sql.strip_prefix("ALTER TABLE ") {
         let (name, changes) = word(rest);
         let key = tables.get(name).ok_or_else(|| format!("ALTER of {name}, which no earlier statement created"))?;
+        // A table setting is the local table's alone: the Distributed one stays.
+        if changes.trim_start().starts_with("MODIFY SETTING ") {
+            return Ok(vec![format!("ALTER TABLE ${{database}}.{name}_local ON CLUSTER ${{cluster}}{changes}")]);
+        }
         return Ok(vec![
             format!("ALTER TABLE ${{database}}.{name}_local ON CLUSTER ${{cluster}}{changes}"),
             format!("DROP TABLE IF EXISTS ${{database}}.{name} ON CLUSTER ${{cluster}}"),
@@ -216,6 +220,14 @@ mod tests {
 
     #[test]
     fn alters_change_the_local_table_and_recreate_the_distributed_one() {
+        let settings = one("ALTER TABLE clicks MODIFY SETTING non_replicated_deduplication_window = 1000");
+        assert_eq!(
+            settings,
+            vec![
+                "ALTER TABLE ${database}.clicks_local ON CLUSTER ${cluster} MODIFY SETTING non_replicated_deduplication_window = 1000"
+            ],
+            "a setting changes the local table only"
+        );
         let out = one("ALTER TABLE clicks ADD COLUMN b String");
         assert_eq!(out[0], "ALTER TABLE ${database}.clicks_local ON CLUSTER ${cluster} ADD COLUMN b String");
         assert_eq!(out[1], "DROP TABLE IF EXISTS ${database}.clicks ON CLUSTER ${cluster}");

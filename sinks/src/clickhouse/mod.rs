@@ -14,4 +14,4 @@ pub use cluster::{Placeholders, cluster_migrations, clusterize};
 pub use config::ClickhouseConfig;
 pub use migrate::{ApplyReport, Deferred, Migration, MigrationPlan, Migrator, ServerVersion, Statement};
 pub use stats::{DailyStats, daily_stats};
-pub use writer::{ClickRow, ClickhouseWriter, LinkRow, OrderRow};
+pub use writer::{ClickRow, ClickhouseWriter, DEDUP_TOKENS_SINCE, LinkRow, OrderRow, dedup_settings};

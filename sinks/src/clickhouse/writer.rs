@@ -180,6 +180,23 @@ pub struct OrderRow {
 pub struct ClickhouseWriter {
     config: ClickhouseConfig,
     client: Client,
+    /// Whether INSERTs carry deduplication tokens (servers from [`DEDUP_TOKENS_SINCE`]).
+    dedup_tokens: bool,
+}
+
+/// The oldest server the processor sends insert deduplication tokens to: 24.7 made views
+/// deduplicate by the token (before, equal blocks a view made from different inserts could be
+/// taken for one another), and 24.8 is the long-term release after it. Migration 0009 turns the
+/// tables' deduplication logs on from the same version.
+pub const DEDUP_TOKENS_SINCE: super::ServerVersion = super::ServerVersion(24, 8);
+
+/// The settings an INSERT carries so that a retry of it is dropped by every table (raw, and
+/// each view's) that stored it, and written to those that did not.
+pub fn dedup_settings(token: &str) -> [(&'static str, String); 2] {
+    [
+        ("insert_deduplication_token", token.to_string()),
+        ("deduplicate_blocks_in_dependent_materialized_views", "1".to_string()),
+    ]
 }
 
 #[derive(Row, serde::Deserialize)]
@@ -192,16 +209,42 @@ impl ClickhouseWriter {
     /// A writer for the configured database.
     pub fn new(config: ClickhouseConfig) -> Self {
         let client = config.client();
-        Self { config, client }
+        Self { config, client, dedup_tokens: false }
+    }
+
+    /// A writer that sends deduplication tokens when `server` takes them.
+    pub fn for_server(config: ClickhouseConfig, server: super::ServerVersion) -> Self {
+        Self { dedup_tokens: server >= DEDUP_TOKENS_SINCE, ..Self::new(config) }
+    }
+
+    /// Whether this writer's INSERTs carry deduplication tokens.
+    pub fn sends_dedup_tokens(&self) -> bool {
+        self.dedup_tokens
     }
 
     /// Inserts `rows` into `table` in one INSERT: one part, and one fence update through the
-    /// table's offsets view, so rows and fence are stored together or not at all.
-    pub async fn insert<'a, R>(&self, table: &str, rows: impl IntoIterator<Item = &'a R>) -> Result<(), SinkError>
+    /// table's offsets view. `token` names the rows (the same rows, the same token): on servers
+    /// that take it, a retry is dropped by every table that stored the first attempt.
+    pub async fn insert<'a, R>(
+        &self,
+        table: &str,
+        token: Option<&str>,
+        rows: impl IntoIterator<Item = &'a R>,
+    ) -> Result<(), SinkError>
     where
         R: clickhouse::RowOwned + clickhouse::RowWrite + Serialize + 'a,
     {
-        let mut insert = self.client.insert::<R>(table).await.map_err(|e| self.config.error(e))?;
+        let deduplicated;
+        let client = match token {
+            Some(token) if self.dedup_tokens => {
+                deduplicated = dedup_settings(token)
+                    .into_iter()
+                    .fold(self.client.clone(), |client, (name, value)| client.with_setting(name, value));
+                &deduplicated
+            }
+            _ => &self.client,
+        };
+        let mut insert = client.insert::<R>(table).await.map_err(|e| self.config.error(e))?;
         for row in rows {
             insert.write(row).await.map_err(|e| self.config.error(e))?;
         }
