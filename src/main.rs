@@ -3,6 +3,11 @@
 
 use std::process::ExitCode;
 
+/// mimalloc: the edge allocates a little per request (headers, the click's JSON); glibc's
+/// malloc and free took about 5% of its CPU under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};

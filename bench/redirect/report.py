@@ -16,7 +16,9 @@ def parse(path):
     for pct in ("50", "99"):
         value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M).groups()
         lat[pct] = float(value) * UNITS[unit]
-    return rps, lat["50"], lat["99"], total
+    server0, server1, broker0, broker1 = map(float, re.search(r"^cpu (\S+) (\S+) (\S+) (\S+)$", text, re.M).groups())
+    # CPU-µs per request of the server and of the broker during the run.
+    return rps, lat["50"], lat["99"], total, (server1 - server0) * 1e6 / total, (broker1 - broker0) * 1e6 / total
 
 
 rows = {}
@@ -27,13 +29,21 @@ for name in ("nginx", "runnel", "runnel-no-capture"):
         statistics.median(r[1] for r in runs),
         statistics.median(r[2] for r in runs),
         sum(r[3] for r in runs),
+        statistics.median(r[4] for r in runs),
+        statistics.median(r[5] for r in runs),
     )
 
-base_rps, _, base_p99, _ = rows["nginx"]
+base_rps, _, base_p99, *_ = rows["nginx"]
 print()
-print(f"{'contender':<20} {'req/s (median)':>15} {'p50 µs':>9} {'p99 µs':>9} {'rps vs nginx':>13} {'p99 vs nginx':>13}")
-for name, (rps, p50, p99, _) in rows.items():
-    print(f"{name:<20} {rps:>15,.0f} {p50:>9.0f} {p99:>9.0f} {rps / base_rps:>12.2f}x {p99 / base_p99:>12.2f}x")
+print(
+    f"{'contender':<20} {'req/s (median)':>15} {'p50 µs':>9} {'p99 µs':>9} {'rps vs nginx':>13} {'p99 vs nginx':>13}"
+    f" {'server CPU-µs/req':>18} {'broker CPU-µs/req':>18}"
+)
+for name, (rps, p50, p99, _, server_cpu, broker_cpu) in rows.items():
+    print(
+        f"{name:<20} {rps:>15,.0f} {p50:>9.0f} {p99:>9.0f} {rps / base_rps:>12.2f}x {p99 / base_p99:>12.2f}x"
+        f" {server_cpu:>18.1f} {broker_cpu:>18.1f}"
+    )
 print()
 print(f"target: runnel (capture on) >= 1.00x nginx req/s with p99 <= 2.00x nginx's")
 print(f"click events captured by the capturing edge: {captured:,} for {rows['runnel'][3]:,} timed redirects (+ warm-up)")

@@ -83,10 +83,28 @@ for name in nginx runnel runnel-no-capture; do
   wrk -t1 -c"$CONNECTIONS" -d2s "${URLS[$name]}" >/dev/null   # warm-up
 done
 
+# CPU seconds (user + system) a set of processes has spent: the server under test and the broker.
+cpu_of() {
+  local total=0 pid
+  for pid in "$@"; do
+    [ -r "/proc/$pid/stat" ] || continue
+    total=$(awk -v t="$total" -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print t + ($12 + $13) / hz }' "/proc/$pid/stat")
+  done
+  echo "$total"
+}
+nginx_pids() { pgrep -f "nginx: worker process" | tr '\n' ' '; }
+BROKER_PID=$(cat .stack/kafka/tansu.pid 2>/dev/null || echo 0)
+declare -A SERVER_PIDS=([nginx]="$(nginx_pids)" [runnel]="${pids[0]}" [runnel-no-capture]="${pids[1]}")
+
 echo "rounds: $ROUNDS x ${SECONDS_PER_RUN}s per contender, $CONNECTIONS connections, wrk -t1, alternating"
 for round in $(seq 1 "$ROUNDS"); do
   for name in nginx runnel runnel-no-capture; do
+    # shellcheck disable=SC2086
+    server_before=$(cpu_of ${SERVER_PIDS[$name]}); broker_before=$(cpu_of "$BROKER_PID")
     wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "${URLS[$name]}" >"$WORK/$name-$round.txt"
+    # shellcheck disable=SC2086
+    server_after=$(cpu_of ${SERVER_PIDS[$name]}); broker_after=$(cpu_of "$BROKER_PID")
+    echo "cpu $server_before $server_after $broker_before $broker_after" >>"$WORK/$name-$round.txt"
     if grep -q "Non-2xx or 3xx" "$WORK/$name-$round.txt"; then echo "$name answered errors in round $round" >&2; cat "$WORK/$name-$round.txt" >&2; exit 1; fi
   done
   echo "  round $round done"
