@@ -372,3 +372,59 @@ async fn every_operation_of_the_served_openapi_document_exists() {
     }
     assert!(operations >= 8, "only {operations} operations documented");
 }
+
+/// The redirect's fast path (answered before the router) and the router's `/{code}` route give
+/// the same answers. A percent-escaped code is the router's (the fast path takes only plain
+/// segments), so each case is asked both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redirect_fast_path_answers_exactly_as_the_router_does() {
+    let env = TestEnv::new("fastpath");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let links = [
+        serde_json::json!({"url": "https://example.com/a", "redirect_status": 308}),
+        serde_json::json!({"url": "https://example.com/p?a=1", "passthrough": true, "utm": {"source": "news"}}),
+        serde_json::json!({"url": "https://example.com/e", "expires_at": "2020-01-01T00:00:00Z"}),
+        serde_json::json!({"url": "https://example.com/e", "expires_at": "2020-01-01T00:00:00Z", "fallback_url": "https://example.com/sorry"}),
+    ];
+    let mut codes = Vec::new();
+    for link in links {
+        codes.push(create_link_with(&env, link).await["code"].as_str().unwrap().to_string());
+    }
+    codes.push("neverCreated".into());
+    let requests_3xx = || async {
+        let metrics = http().get(env.edge_metrics_url()).send().await.unwrap().text().await.unwrap();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("runnel_edge_requests_total{route=\"/{code}\",status_class=\"3xx\"} "))
+            .map_or(0, |n| n.parse::<u64>().unwrap())
+    };
+    let before = requests_3xx().await;
+    let mut redirects = 0;
+    for code in &codes {
+        let escaped = format!("%{:02X}{}", code.as_bytes()[0], &code[1..]);
+        for query in ["", "?a=2&b=3"] {
+            let mut answers = Vec::new();
+            for path in [format!("/{code}{query}"), format!("/{escaped}{query}")] {
+                let response = get(&env, &path).await;
+                let headers = response.headers().clone();
+                let id = headers.get("x-request-id").map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+                assert!(id.is_some(), "{path} has a request id");
+                let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_string());
+                let status = response.status().as_u16();
+                redirects += u64::from(status / 100 == 3);
+                let seen = (status, header("location"), header("cache-control"), header("content-type"));
+                answers.push((seen, response.text().await.unwrap()));
+            }
+            assert_eq!(answers[0], answers[1], "/{code}{query}: fast path, then router");
+        }
+    }
+    assert!(redirects >= 12, "the cases include redirects: {redirects}");
+    assert!(
+        eventually(Duration::from_secs(5), || async { requests_3xx().await - before == redirects }).await,
+        "both paths count their redirects under the route template /{{code}}"
+    );
+    let post = http().post(format!("{}/{}", env.edge_url(), codes[0])).send().await.unwrap();
+    assert_eq!(post.status(), 405, "other methods still reach the router");
+    assert_eq!(get(&env, "/healthz").await.status(), 200, "routes named like codes are the router's");
+}

@@ -2,11 +2,11 @@
 //! producer without waiting. Rules: disabled → 404; expired → its fallback URL, else 410;
 //! unknown → 404 (an orphan visit, counted); HEAD answers like GET and its event says `HEAD`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Extension, Path, RawQuery, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use events::{ClickRef, LinkEvent, SCHEMA_VERSION};
 
@@ -18,6 +18,8 @@ use crate::server::{AppState, RequestId};
 /// Longest code looked up; longer paths cannot be links.
 pub(crate) const MAX_CODE_BYTES: usize = 64;
 
+/// The router's handler of `/{code}`. GET and HEAD requests of one plain path segment are
+/// answered before the router ([`crate::server`]'s fast path) by [`answer`], as here.
 pub(crate) async fn redirect(
     State(state): State<Arc<AppState>>,
     Path(code): Path<String>,
@@ -28,8 +30,20 @@ pub(crate) async fn redirect(
     // The request by value: its headers are read in place (the `HeaderMap` extractor clones them).
     request: Request,
 ) -> Result<Response, ApiError> {
-    let headers = request.headers();
-    let ip = client_ip(peer.ip(), headers, &state.trusted_proxies);
+    answer(&state, &code, query.as_deref(), &method, peer.ip(), id, request.headers()).await
+}
+
+/// The redirect of `code` for a request from `peer`, its click event handed to the producer.
+pub(crate) async fn answer(
+    state: &AppState,
+    code: &str,
+    query: Option<&str>,
+    method: &Method,
+    peer: IpAddr,
+    id: u64,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let ip = client_ip(peer, headers, &state.trusted_proxies);
     if state.limits.limits_redirects() {
         state.limits.check(Class::Redirects, &ip.to_string())?;
     }
@@ -37,7 +51,7 @@ pub(crate) async fn redirect(
         state.redirects.not_found.increment(1);
         return Err(ApiError::not_found("no such link"));
     }
-    let cached = match state.links.resolve(&code).await {
+    let cached = match state.links.resolve(code).await {
         Ok(Some(cached)) => cached,
         Ok(None) => {
             state.redirects.not_found.increment(1);
@@ -67,7 +81,7 @@ pub(crate) async fn redirect(
         }
     } else {
         state.redirects.found.increment(1);
-        let location = match query.as_deref() {
+        let location = match query {
             // Only a passthrough link with a query needs its Location built per request.
             Some(q) if link.passthrough && !q.is_empty() => HeaderValue::from_str(&destination(link, Some(q))).ok(),
             _ => cached.location.clone(),
@@ -84,14 +98,14 @@ pub(crate) async fn redirect(
             id,
             ts: now,
             link_id: link.link_id,
-            code: &code,
+            code,
             method: method.as_str(),
             ua: text(header::USER_AGENT),
             referrer: text(header::REFERER),
             lang: text(header::ACCEPT_LANGUAGE),
             ip: &ip,
             country: &country,
-            q: events::capped_query(query.as_deref().unwrap_or("")),
+            q: events::capped_query(query.unwrap_or("")),
             utm: (!link.utm.is_empty()).then_some(&link.utm),
         });
     }

@@ -349,6 +349,32 @@ async fn redis_counters_apply_each_tag_once_and_only_above_its_fence() {
 }
 
 #[tokio::test]
+async fn a_link_with_thousands_of_visitors_in_one_batch_counts_them_all_and_its_keys_expire() {
+    let config = redis(&format!("{}:", unique("t")));
+    let counters = Counters::new(config.clone(), config.connect().await.unwrap(), 90);
+    counters.load().await.unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let day = day_of(now);
+    // More visitors than one PFADD of the script takes (1,000), and more than Lua's `unpack`
+    // could take at once (8,000).
+    let mut updates = counters.updates();
+    for visitor in 0..9_500u64 {
+        updates.click(7, now, false, visitor.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    }
+    let applied = counters.apply("clicks", 0, 0, 99, &updates).await.unwrap();
+    assert_eq!(outcomes(&applied), [(day.as_str(), ApplyOutcome::Applied), ("7", ApplyOutcome::Applied)]);
+    let mut conn = config.connect().await.unwrap();
+    let key = format!("{}visitors:{{7}}:{day}", config.prefix);
+    let visitors: f64 = redis::cmd("PFCOUNT").arg(&key).query_async::<u64>(&mut conn).await.unwrap() as f64;
+    // HyperLogLog's standard error is 0.81%.
+    assert!((visitors - 9_500.0).abs() < 9_500.0 * 0.03, "{visitors} visitors counted of 9,500");
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.unwrap();
+    assert!(ttl > 90 * 86_400 && ttl <= 91 * 86_400, "the visitors key expires with its day: {ttl}");
+    assert_eq!(counters.hget("clicks:{7}", "human").await.unwrap(), 9_500);
+    cleanup(&config).await;
+}
+
+#[tokio::test]
 async fn processors_agree_on_one_shared_secret() {
     let config = redis(&format!("{}:", unique("t")));
     let counters = Counters::new(config.clone(), config.connect().await.unwrap(), 90);

@@ -19,7 +19,7 @@
 //!
 //! Day keys expire `retention` days after their day ends.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use redis::aio::ConnectionManager;
 
@@ -27,7 +27,9 @@ use super::RedisConfig;
 use crate::SinkError;
 
 /// KEYS[1] the tag's fence hash, KEYS[2..] its counters; ARGV[1] fence field, ARGV[2] first
-/// offset, ARGV[3] last offset, then operations of four arguments each: code, key index, a, b.
+/// offset, ARGV[3] last offset, then operations, each an op code and a key index followed by
+/// its arguments: `h` field by, `z` member by, `x` unix-time (four arguments each), and `p`
+/// count member… (a HyperLogLog's members in one PFADD: one argument per visitor).
 /// Returns {status, fence}: 1 applied, 0 already applied, -1 the fence lies inside the range
 /// (nothing changed; the caller applies only what lies above the fence).
 const APPLY: &str = r"
@@ -35,17 +37,29 @@ local fence = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
 local first, last = tonumber(ARGV[2]), tonumber(ARGV[3])
 if fence >= last then return {0, fence} end
 if fence >= first then return {-1, fence} end
-for i = 4, #ARGV, 4 do
-  local op, key, a, b = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]
-  if op == 'h' then redis.call('HINCRBY', key, a, b)
-  elseif op == 'z' then redis.call('ZINCRBY', key, b, a)
-  elseif op == 'p' then redis.call('PFADD', key, a)
-  elseif op == 'x' then redis.call('EXPIREAT', key, a)
+local i = 4
+while i <= #ARGV do
+  local op, key = ARGV[i], KEYS[tonumber(ARGV[i + 1])]
+  if op == 'p' then
+    local n = tonumber(ARGV[i + 2])
+    redis.call('PFADD', key, unpack(ARGV, i + 3, i + 2 + n))
+    i = i + 3 + n
+  else
+    local a, b = ARGV[i + 2], ARGV[i + 3]
+    if op == 'h' then redis.call('HINCRBY', key, a, b)
+    elseif op == 'z' then redis.call('ZINCRBY', key, b, a)
+    elseif op == 'x' then redis.call('EXPIREAT', key, a)
+    end
+    i = i + 4
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return {1, last}
 ";
+
+/// Most HyperLogLog members in one `p` operation: Lua's `unpack` is bounded by its C stack
+/// (8,000 values in Redis's Lua 5.1).
+const PFADD_CHUNK: usize = 1_000;
 
 /// What applying one tag's updates did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,16 +74,19 @@ pub enum ApplyOutcome {
 
 /// The updates of one hash tag, summed.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct TagUpdates {
+struct TagUpdates<'a> {
     /// Hash increments by (key, field).
     hincr: BTreeMap<(String, String), i64>,
     /// Sorted-set increments by (key, member).
     zincr: BTreeMap<(String, String), i64>,
-    /// HyperLogLog members by key.
-    pfadd: BTreeMap<String, HashSet<u64>>,
+    /// HyperLogLog members by key (the batch's own sets, not copies).
+    pfadd: BTreeMap<String, &'a VisitorSet>,
     /// Expiry (Unix seconds) by key.
     expire_at: BTreeMap<String, u64>,
 }
+
+/// Visitor ids (already keyed hashes, so the fast hasher suffices).
+type VisitorSet = foldhash::HashSet<u64>;
 
 /// One link's clicks in a batch.
 #[derive(Debug, Default)]
@@ -77,7 +94,7 @@ struct LinkTally {
     human: i64,
     bot: i64,
     /// Per day (days since the epoch): human and bot clicks, human visitor ids.
-    days: BTreeMap<u64, (i64, i64, HashSet<u64>)>,
+    days: BTreeMap<u64, (i64, i64, VisitorSet)>,
 }
 
 /// One day's day-wide updates in a batch.
@@ -86,7 +103,7 @@ struct DayTally {
     /// Human and bot clicks, all links.
     clicks: (i64, i64),
     /// Human clicks per link.
-    top: HashMap<u64, i64>,
+    top: foldhash::HashMap<u64, i64>,
     /// (status, currency) → (events, total).
     orders: BTreeMap<(String, String), (i64, i64)>,
     /// Units per product (paid orders).
@@ -146,7 +163,7 @@ impl CounterUpdates {
     }
 
     /// The updates as commands per hash tag: a link's id, or a day's date.
-    fn tag_updates(&self) -> BTreeMap<String, TagUpdates> {
+    fn tag_updates(&self) -> BTreeMap<String, TagUpdates<'_>> {
         let p = &self.prefix;
         let mut tags: BTreeMap<String, TagUpdates> = BTreeMap::new();
         let mut dates: HashMap<u64, String> = HashMap::new();
@@ -177,7 +194,7 @@ impl CounterUpdates {
                 t.expire_at.insert(daily, expiry(*day));
                 if !visitors.is_empty() {
                     let key = format!("{p}visitors:{{{link_id}}}:{d}");
-                    t.pfadd.insert(key.clone(), visitors.clone());
+                    t.pfadd.insert(key.clone(), visitors);
                     t.expire_at.insert(key, expiry(*day));
                 }
             }
@@ -246,7 +263,6 @@ fn key_index<'a>(keys: &mut Vec<&'a str>, index: &mut HashMap<&'a str, usize>, k
 enum Arg<'a> {
     Text(&'a str),
     Int(i64),
-    Uint(u64),
 }
 
 impl redis::ToRedisArgs for Arg<'_> {
@@ -254,7 +270,6 @@ impl redis::ToRedisArgs for Arg<'_> {
         match self {
             Arg::Text(text) => text.write_redis_args(out),
             Arg::Int(n) => n.write_redis_args(out),
-            Arg::Uint(n) => n.write_redis_args(out),
         }
     }
 }
@@ -299,18 +314,24 @@ impl Counters {
         for ((key, member), by) in &updates.zincr {
             ops.push(("z", key_of(key), Arg::Text(member), Arg::Int(*by)));
         }
-        for (key, members) in &updates.pfadd {
-            let k = key_of(key);
-            ops.extend(members.iter().map(|m| ("p", k, Arg::Uint(*m), Arg::Text(""))));
-        }
-        for (key, at) in &updates.expire_at {
-            ops.push(("x", key_of(key), Arg::Uint(*at), Arg::Text("")));
-        }
+        // HyperLogLog members follow their `p`, key and count: one argument each. Expiries
+        // come last, when every key they name exists.
+        let visitors: Vec<(usize, Vec<u64>)> =
+            updates.pfadd.iter().map(|(key, members)| (key_of(key), members.iter().copied().collect())).collect();
+        let expiries: Vec<(usize, u64)> = updates.expire_at.iter().map(|(key, at)| (key_of(key), *at)).collect();
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(self.script.get_hash()).arg(keys.len() + 1).arg(self.fence_key(tag)).arg(&keys);
         cmd.arg(field).arg(first).arg(last);
         for (op, k, a, b) in ops {
             cmd.arg(op).arg(k).arg(a).arg(b);
+        }
+        for (k, members) in &visitors {
+            for chunk in members.chunks(PFADD_CHUNK) {
+                cmd.arg("p").arg(k).arg(chunk.len()).arg(chunk);
+            }
+        }
+        for (k, at) in expiries {
+            cmd.arg("x").arg(k).arg(at).arg("");
         }
         cmd
     }
@@ -450,7 +471,7 @@ mod tests {
         assert_eq!(link.hincr[&("p:clicks:{42}".into(), "total".into())], 3);
         assert_eq!(link.hincr[&("p:clicks:{42}".into(), "human".into())], 2);
         assert_eq!(link.hincr[&("p:clicks:{42}:2023-11-14".into(), "bot".into())], 1);
-        assert_eq!(link.pfadd["p:visitors:{42}:2023-11-14"], HashSet::from([1]));
+        assert_eq!(link.pfadd["p:visitors:{42}:2023-11-14"].iter().collect::<Vec<_>>(), [&1]);
         assert_eq!(link.expire_at["p:clicks:{42}:2023-11-14"], 1_700_006_400 + 86_400);
         assert!(!link.expire_at.contains_key("p:clicks:{42}"), "totals never expire");
         assert_eq!(tags["2023-11-14"].zincr[&("p:top:{2023-11-14}".into(), "42".into())], 2);
