@@ -67,6 +67,15 @@ enum Command {
     /// Run a report: top-links, sales, top-products, customers, conversions, live, or link
     /// (with --link CODE, and --dimension for a breakdown).
     Report(ReportArgs),
+    /// List each closed UTC day's leading links for the top-links report (docs/reports.md, "Top
+    /// lists"): days never listed, or that took clicks since. The clicks processors run it too.
+    Rollup {
+        /// How many days before today to look at.
+        #[arg(long, default_value_t = sinks::reports::leaders::DEFAULT_DAYS)]
+        days: u32,
+        #[command(flatten)]
+        clickhouse: sinks::clickhouse::ClickhouseConfig,
+    },
     /// Create the Kafka topics that are missing and check those that exist.
     Topics(events::kafka::KafkaConfig),
     /// Manage the link index.
@@ -207,6 +216,22 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&statements)?);
         }
         Command::Report(args) => report(args).await?,
+        Command::Rollup { days, clickhouse } => {
+            clickhouse.validate()?;
+            let started = std::time::Instant::now();
+            let done = sinks::reports::leaders::refresh(&clickhouse, jiff::Timestamp::now(), days, |day, links| {
+                eprintln!("… listed {day}: {links} links")
+            })
+            .await?;
+            println!(
+                "{} days with clicks: {} listed now, {} already current, {} took clicks while listed (next run lists them) in {:.1} s",
+                done.days,
+                done.listed.len(),
+                done.current,
+                done.changing.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
         Command::Links { command: LinksCommand::Rebuild { kafka, redis } } => {
             redis.validate()?;
             let report = processors::rebuild_links(&kafka, &redis, |r| {

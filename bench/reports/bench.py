@@ -13,6 +13,7 @@ import http.client
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -157,6 +158,7 @@ def main():
     p.add_argument("--raw-repeat", type=int, default=7)
     p.add_argument("--generate", action="store_true", help="the database is fresh: fill it")
     p.add_argument("--json", help="write the rows here too")
+    p.add_argument("--rollup", help="the runnel binary: run `runnel rollup` before timing, as the clicks processors do")
     args = p.parse_args()
     db = args.db
     top = [(c, int(i)) for c, i in (pair.split(":") for pair in args.top.split(","))]
@@ -170,6 +172,10 @@ def main():
         t0 = time.monotonic()
         generate(db, args, top, end - span, span)
         print(f"  generated in {time.monotonic() - t0:.0f} s", flush=True)
+    if args.rollup:
+        # What the clicks processors do every few minutes: list each closed day's leading links.
+        out = subprocess.run([args.rollup, "rollup"], check=True, capture_output=True, text=True).stdout.strip()
+        print(f"rollup: {out}", flush=True)
     counts = ch("SELECT (SELECT count() FROM clicks), (SELECT count() FROM orders), (SELECT uniqExact(link_id) FROM clicks)", db).split()
     print(f"dataset: {int(counts[0]):,} clicks, {int(counts[1]):,} order events, {int(counts[2]):,} links clicked")
     parts = ch("SELECT table, count() FROM system.parts WHERE database = currentDatabase() AND active GROUP BY table ORDER BY table", db)

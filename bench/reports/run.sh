@@ -47,8 +47,10 @@ fi
 keygen=$("$RUNNEL" api-key --name bench)
 API_KEY=$(printf '%s\n' "$keygen" | sed -n 's/^key: *//p')
 export RUNNEL_API_KEYS=$(printf '%s\n' "$keygen" | sed -n 's/^entry: *//p')
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-RUNNEL_EDGE_ADDR=127.0.0.1:$PORT RUNNEL_SPOOL_DIR=$WORK/spool "$RUNNEL" edge >"$WORK/edge.log" 2>&1 &
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
+METRICS_PORT=$(free_port)
+RUNNEL_EDGE_METRICS_ADDR=127.0.0.1:$METRICS_PORT RUNNEL_EDGE_ADDR=127.0.0.1:$PORT RUNNEL_SPOOL_DIR=$WORK/spool "$RUNNEL" edge >"$WORK/edge.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 
@@ -68,5 +70,8 @@ else
   "$RUNNEL" links rebuild >/dev/null 2>&1 || true
 fi
 
-python3 bench/reports/bench.py --db "$DB" --edge "127.0.0.1:$PORT" --key "$API_KEY" --top "$(cat "$TOP_FILE")" \
+python3 bench/reports/bench.py --rollup "$RUNNEL" --db "$DB" --edge "127.0.0.1:$PORT" --key "$API_KEY" --top "$(cat "$TOP_FILE")" \
   --clicks "$CLICKS" --orders "$ORDERS" $generate --json .stack/bench-reports.json
+
+# Which way the top-links reports went (docs/reports.md, "Top lists").
+curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | grep '^runnel_report_top_links_total' || true

@@ -86,6 +86,9 @@ pub async fn run(
         (Some(counters), true) => Some(enricher(config, counters).await?),
         _ => None,
     };
+    if pipelines.contains(&Pipeline::Clicks) && config.rollup_interval_secs > 0 {
+        tokio::spawn(rollup(config.clickhouse.clone(), config.rollup_interval_secs, stopped.clone()));
+    }
     let runs = pipelines.into_iter().map(|pipeline| {
         let mut stopped = stopped.clone();
         let shutdown = async move {
@@ -106,4 +109,50 @@ pub async fn run(
     // Side by side on this task; the first to fail ends the others (their unstored batches are
     // read again after a restart, and the fences keep that exact).
     futures::future::try_join_all(runs).await.map(|_| ())
+}
+
+/// Lists each closed day's leading links every `interval` seconds (the first time a few seconds
+/// after start) until shutdown; a failure is logged and tried again at the next interval.
+async fn rollup(
+    clickhouse: sinks::clickhouse::ClickhouseConfig,
+    interval: u64,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    use sinks::reports::leaders;
+    ::metrics::counter!(metrics::ROLLUP_DAYS_LISTED_TOTAL).absolute(0);
+    ::metrics::counter!(metrics::ROLLUP_FAILURES_TOTAL).absolute(0);
+    ::metrics::gauge!(metrics::ROLLUP_LAST_SUCCESS).set(0.0);
+    let mut wait = std::time::Duration::from_secs(interval.min(10));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+        wait = std::time::Duration::from_secs(interval);
+        let started = std::time::Instant::now();
+        match leaders::refresh(&clickhouse, jiff::Timestamp::now(), leaders::DEFAULT_DAYS, |_, _| {}).await {
+            Ok(done) => {
+                ::metrics::counter!(metrics::ROLLUP_DAYS_LISTED_TOTAL).increment(done.listed.len() as u64);
+                ::metrics::gauge!(metrics::ROLLUP_LAST_SUCCESS).set(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs_f64())
+                        .unwrap_or(0.0),
+                );
+                if !done.listed.is_empty() || !done.changing.is_empty() {
+                    tracing::info!(
+                        listed = done.listed.len(),
+                        current = done.current,
+                        changing = done.changing.len(),
+                        seconds = started.elapsed().as_secs_f64(),
+                        "rollup listed the leading links of closed days"
+                    );
+                }
+            }
+            Err(error) => {
+                ::metrics::counter!(metrics::ROLLUP_FAILURES_TOTAL).increment(1);
+                tracing::warn!(%error, "rollup failed; trying again at the next interval");
+            }
+        }
+    }
 }

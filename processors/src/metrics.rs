@@ -40,6 +40,12 @@ pub(crate) const PARTITIONS_PAUSED: &str = "runnel_processor_partitions_paused";
 pub(crate) const PARTITION_CHANGES_TOTAL: &str = "runnel_processor_partition_changes_total";
 /// Messages sent to the dead-letter topic, by pipeline and reason (counter).
 pub(crate) const DLQ_TOTAL: &str = "runnel_processor_dlq_messages_total";
+/// Days whose leading links the rollup listed (counter).
+pub(crate) const ROLLUP_DAYS_LISTED_TOTAL: &str = "runnel_processor_rollup_days_listed_total";
+/// Rollups that failed, retried at the next interval (counter).
+pub(crate) const ROLLUP_FAILURES_TOTAL: &str = "runnel_processor_rollup_failures_total";
+/// Unix time of the last rollup that finished (gauge).
+pub(crate) const ROLLUP_LAST_SUCCESS: &str = "runnel_processor_rollup_last_success_timestamp_seconds";
 
 pub(crate) fn describe() {
     use metrics::{describe_counter, describe_histogram};
@@ -59,6 +65,9 @@ pub(crate) fn describe() {
     describe_counter!(FENCE_LOADS_TOTAL, "Partitions whose fences were loaded on assignment");
     metrics::describe_gauge!(PARTITIONS_PAUSED, "Partitions paused while a flush retries a failing sink");
     describe_counter!(PARTITION_CHANGES_TOTAL, "Partitions assigned, revoked or lost in rebalances");
+    describe_counter!(ROLLUP_DAYS_LISTED_TOTAL, "Days whose leading links the rollup listed");
+    describe_counter!(ROLLUP_FAILURES_TOTAL, "Rollups that failed (retried at the next interval)");
+    metrics::describe_gauge!(ROLLUP_LAST_SUCCESS, "Unix time of the last rollup that finished");
 }
 
 /// Creates a pipeline's counters with their known labels at zero, so `/metrics` lists them from
