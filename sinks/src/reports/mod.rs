@@ -161,6 +161,7 @@ impl Report {
             Some(n) => return Err(ReportError::invalid("limit", format!("{n} is not between 1 and 1000"))),
         };
         let series = |default, allowed: &[Interval]| Interval::parse(params.interval.as_deref(), default, allowed);
+        let mut attributed_sql = None;
         let (sql, columns, fill) = match self {
             Self::LinkSeries { link_id } => {
                 let interval =
@@ -323,6 +324,7 @@ impl Report {
                         &format!("code IN (SELECT code FROM ({attributed}))"),
                     ),
                 );
+                attributed_sql = Some(attributed);
                 (
                     sql,
                     cols(&[
@@ -338,7 +340,7 @@ impl Report {
                 )
             }
         };
-        Ok(Plan { report: self.clone(), range, sql, columns, fill, limit })
+        Ok(Plan { report: self.clone(), range, sql, columns, fill, limit, attributed: attributed_sql })
     }
 }
 
@@ -367,6 +369,9 @@ pub struct Plan {
     pub fill: Option<Interval>,
     /// Rows of a top list.
     pub limit: u32,
+    /// Conversions: the query of the top attributed codes alone (`code, currency, orders,
+    /// revenue`), which [`Plan::run`] runs first and then reads the clicks of those codes.
+    pub attributed: Option<String>,
 }
 
 impl Plan {
@@ -382,7 +387,74 @@ impl Plan {
                 return Ok(table);
             }
         }
+        if let Some(attributed) = &self.attributed {
+            return self.conversions(clickhouse, attributed).await;
+        }
         self.table_from_tsv(&tsv(clickhouse, &self.sql).await?)
+    }
+
+    /// Conversions in two steps, the same rows as [`Plan::sql`] in one: the top attributed codes,
+    /// then the clicks of those codes only (the single query computes the codes once more for
+    /// each table it reads clicks from).
+    async fn conversions(&self, clickhouse: &ClickhouseConfig, attributed: &str) -> Result<Table, ReportError> {
+        let corrupt = |line: &str| SinkError::Corrupt {
+            key: format!("report {}", self.report.name()),
+            reason: format!("unreadable row `{line}`"),
+        };
+        let mut top = Vec::new();
+        for line in tsv(clickhouse, attributed).await?.lines().filter(|l| !l.is_empty()) {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let [code, currency, orders, revenue] = fields[..] else { return Err(corrupt(line).into()) };
+            let (Ok(orders), Ok(revenue)) = (orders.parse::<u64>(), revenue.parse::<i64>()) else {
+                return Err(corrupt(line).into());
+            };
+            top.push((unescape(code), unescape(currency), orders, revenue));
+        }
+        let mut codes: Vec<String> = top.iter().map(|(code, ..)| code.clone()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        let mut clicks = std::collections::HashMap::new();
+        if !codes.is_empty() {
+            for line in tsv(clickhouse, &self.conversion_clicks_sql(&codes)).await?.lines().filter(|l| !l.is_empty()) {
+                let fields: Vec<&str> = line.split('\t').collect();
+                let [code, total, humans] = fields[..] else { return Err(corrupt(line).into()) };
+                let (Ok(total), Ok(humans)) = (total.parse::<u64>(), humans.parse::<u64>()) else {
+                    return Err(corrupt(line).into());
+                };
+                clicks.insert(unescape(code), (total, humans));
+            }
+        }
+        let rows = top
+            .into_iter()
+            .map(|(code, currency, orders, revenue)| {
+                let (total, humans) = clicks.get(&code).copied().unwrap_or((0, 0));
+                let rate = if humans == 0 { 0.0 } else { orders as f64 / humans as f64 };
+                vec![
+                    Value::Text(code),
+                    Value::UInt(total),
+                    Value::UInt(humans),
+                    Value::Text(currency),
+                    Value::UInt(orders),
+                    Value::Int(revenue),
+                    Value::Float(rate),
+                ]
+            })
+            .collect();
+        Ok(Table { report: self.report.name(), range: self.range.clone(), columns: self.columns.clone(), rows })
+    }
+
+    /// Conversions' second step: clicks and human clicks of `codes` over the range.
+    pub fn conversion_clicks_sql(&self, codes: &[String]) -> String {
+        let literals: Vec<String> = codes.iter().map(|c| sql_string(c)).collect();
+        format!(
+            "SELECT code, sum(clicks), sum(human_clicks) FROM {} GROUP BY code",
+            self.range.hours_and_days_where_sql(
+                "code, clicks, human_clicks",
+                "link_clicks_hourly",
+                "link_code_clicks_daily",
+                &format!("code IN ({})", literals.join(", ")),
+            )
+        )
     }
 
     /// The table from the query's `TabSeparated` output (the chdb portability test feeds the
@@ -415,6 +487,11 @@ impl Plan {
         }
         Ok(Table { report: self.report.name(), range: self.range.clone(), columns: self.columns.clone(), rows })
     }
+}
+
+/// `text` as a single-quoted SQL string literal.
+pub(crate) fn sql_string(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 /// Runs `sql` and returns its `TabSeparated` output.
@@ -632,8 +709,22 @@ mod tests {
         let mut reports: Vec<Report> = NAMES.iter().map(|n| Report::named(n).unwrap()).collect();
         reports.push(Report::LinkSeries { link_id: 1 });
         reports.extend(DIMENSIONS.iter().map(|d| Report::breakdown(1, d).unwrap()));
-        for report in reports {
-            let sql = report.plan(&params, now()).unwrap().sql;
+        let day = jiff::civil::date(2026, 10, 5);
+        let listed = leaders::Usable { lists: vec![(day, 1, 3)], unlisted: vec![jiff::civil::date(2026, 10, 6)] };
+        let top = Report::TopLinks.plan(&params, now()).unwrap();
+        let bounds = leaders::Bounds { link_id: 1, code: "a".into(), lower: 1, clicks: 1, upper: 2 };
+        let conversions = Report::Conversions.plan(&params, now()).unwrap();
+        let mut statements: Vec<(String, String)> =
+            reports.iter().map(|report| (format!("{report:?}"), report.plan(&params, now()).unwrap().sql)).collect();
+        statements.extend([
+            ("day totals".into(), leaders::day_totals_sql(day, now().to_zoned(jiff::tz::TimeZone::UTC).date())),
+            ("lists".into(), leaders::lists_sql(day, day)),
+            ("bounds".into(), leaders::bounds_sql(&top, &listed, 10)),
+            ("exact".into(), leaders::exact_sql(&top, &[&bounds])),
+            ("conversion clicks".into(), conversions.conversion_clicks_sql(&["a".into()])),
+            ("attributed".into(), conversions.attributed.clone().unwrap()),
+        ]);
+        for (report, sql) in statements {
             for raw in ["clicks", "orders", "links"] {
                 assert!(
                     !sql.contains(&format!("FROM {raw} ")) && !sql.ends_with(&format!("FROM {raw}")),
