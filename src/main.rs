@@ -67,8 +67,9 @@ enum Command {
     /// Run a report: top-links, sales, top-products, customers, conversions, live, or link
     /// (with --link CODE, and --dimension for a breakdown).
     Report(ReportArgs),
-    /// List each closed UTC day's leading links for the top-links report (docs/reports.md, "Top
-    /// lists"): days never listed, or that took clicks since. The clicks processors run it too.
+    /// List each closed UTC day's leading links for the top-links report (days never listed, or
+    /// that took clicks since) and new customers per hour for the customers report
+    /// (docs/reports.md, "Top lists", "New customers"). The clicks processors run it too.
     Rollup {
         /// How many days before today to look at.
         #[arg(long, default_value_t = sinks::reports::leaders::DEFAULT_DAYS)]
@@ -219,18 +220,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Rollup { days, clickhouse } => {
             clickhouse.validate()?;
             let started = std::time::Instant::now();
-            let done = sinks::reports::leaders::refresh(&clickhouse, jiff::Timestamp::now(), days, |day, links| {
+            let now = jiff::Timestamp::now();
+            let done = sinks::reports::leaders::refresh(&clickhouse, now, days, |day, links| {
                 eprintln!("… listed {day}: {links} links")
             })
             .await?;
             println!(
-                "{} days with clicks: {} listed now, {} already current, {} took clicks while listed (next run lists them) in {:.1} s",
+                "leading links: {} days with clicks: {} listed now, {} already current, {} took clicks while listed (next run lists them)",
                 done.days,
                 done.listed.len(),
                 done.current,
                 done.changing.len(),
-                started.elapsed().as_secs_f64()
             );
+            use sinks::reports::new_customers::{self, Refreshed};
+            let customers = match new_customers::refresh(&clickhouse, now).await? {
+                Refreshed::Current => "already current",
+                Refreshed::Listed => "listed now",
+                Refreshed::Changing => "took paid orders while listed (next run lists them)",
+            };
+            println!("new customers per hour: {customers}");
+            println!("in {:.1} s", started.elapsed().as_secs_f64());
         }
         Command::Links { command: LinksCommand::Rebuild { kafka, redis } } => {
             redis.validate()?;

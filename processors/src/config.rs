@@ -85,8 +85,8 @@ pub struct ProcessConfig {
     /// Days the per-day Redis counters live after their day ends.
     #[arg(long, env = "RUNNEL_COUNTER_RETENTION_DAYS", default_value_t = 90)]
     pub counter_retention_days: u32,
-    /// How often the clicks pipeline lists each closed day's leading links for the top-links
-    /// report (`runnel rollup`), in seconds; 0: never (run `runnel rollup` yourself).
+    /// How often the clicks pipeline runs `runnel rollup` (each closed day's leading links, new
+    /// customers per hour: what the top-links and customers reports read), in seconds; 0: never.
     #[arg(long, env = "RUNNEL_ROLLUP_INTERVAL_SECS", default_value_t = 300)]
     pub rollup_interval_secs: u64,
     /// Address of the processors' `/metrics` endpoint.

@@ -130,8 +130,15 @@ async fn rollup(
         }
         wait = std::time::Duration::from_secs(interval);
         let started = std::time::Instant::now();
-        match leaders::refresh(&clickhouse, jiff::Timestamp::now(), leaders::DEFAULT_DAYS, |_, _| {}).await {
-            Ok(done) => {
+        let now = jiff::Timestamp::now();
+        let done = async {
+            let links = leaders::refresh(&clickhouse, now, leaders::DEFAULT_DAYS, |_, _| {}).await?;
+            let customers = sinks::reports::new_customers::refresh(&clickhouse, now).await?;
+            Ok::<_, sinks::reports::ReportError>((links, customers))
+        }
+        .await;
+        match done {
+            Ok((done, customers)) => {
                 ::metrics::counter!(metrics::ROLLUP_DAYS_LISTED_TOTAL).increment(done.listed.len() as u64);
                 ::metrics::gauge!(metrics::ROLLUP_LAST_SUCCESS).set(
                     std::time::SystemTime::now()
@@ -139,13 +146,15 @@ async fn rollup(
                         .map(|d| d.as_secs_f64())
                         .unwrap_or(0.0),
                 );
-                if !done.listed.is_empty() || !done.changing.is_empty() {
+                let customers_listed = customers != sinks::reports::new_customers::Refreshed::Current;
+                if !done.listed.is_empty() || !done.changing.is_empty() || customers_listed {
                     tracing::info!(
                         listed = done.listed.len(),
                         current = done.current,
                         changing = done.changing.len(),
+                        new_customers = ?customers,
                         seconds = started.elapsed().as_secs_f64(),
-                        "rollup listed the leading links of closed days"
+                        "rollup listed closed days' leading links and new customers"
                     );
                 }
             }

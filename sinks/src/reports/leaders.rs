@@ -236,14 +236,17 @@ pub struct Usable {
     pub lists: Vec<(Date, u64, u64)>,
     /// The whole UTC days with clicks and no current list (read whole).
     pub unlisted: Vec<Date>,
+    /// Whether every list holds every link of its day (fewer than [`LEADERS_PER_DAY`]).
+    pub complete: bool,
 }
 
 impl Usable {
     /// Sorts the days of `states` into listed and unlisted.
     pub fn from_states(states: &[DayState]) -> Self {
-        let mut usable = Self::default();
+        let mut usable = Self { complete: true, ..Self::default() };
         for state in states {
             if state.is_current() {
+                usable.complete &= state.listed < u64::from(LEADERS_PER_DAY);
                 usable.lists.push((state.day, state.version, state.floor));
             } else {
                 usable.unlisted.push(state.day);
@@ -309,11 +312,19 @@ pub struct Bounds {
 }
 
 /// The links that can be among the top `limit`, when the bounds prove it: `rows` are the
-/// answer of [`bounds_sql`] asked for `asked` rows, `floors` is [`Usable::floors`]. `None` when
-/// a link not among them could still be in the top `limit`.
-pub fn contenders(mut rows: Vec<Bounds>, asked: usize, floors: u64, limit: usize) -> Option<Vec<Bounds>> {
+/// answer of [`bounds_sql`] asked for `asked` rows, `floors` is [`Usable::floors`], `complete`
+/// [`Usable::complete`]. `None` when a link not among them could still be in the top `limit`.
+pub fn contenders(
+    mut rows: Vec<Bounds>,
+    asked: usize,
+    floors: u64,
+    complete: bool,
+    limit: usize,
+) -> Option<Vec<Bounds>> {
     if rows.len() < limit {
-        return None;
+        // Fewer links than the list asks for: the answer only if no other link has a click in
+        // the range, that is every list holds its whole day and every row came back.
+        return (complete && rows.len() < asked).then_some(rows);
     }
     let mut lowers: Vec<u64> = rows.iter().map(|b| b.lower).collect();
     lowers.sort_unstable_by(|a, b| b.cmp(a));
@@ -377,7 +388,7 @@ pub async fn top_links(clickhouse: &ClickhouseConfig, plan: &Plan, limit: usize)
         };
         rows.push(parsed.ok_or_else(|| corrupt(line))?);
     }
-    let Some(mut contenders) = contenders(rows, asked, floors, limit) else { return Ok(None) };
+    let Some(mut contenders) = contenders(rows, asked, floors, usable.complete, limit) else { return Ok(None) };
     // A contender on every list (or left out only of lists that hold every link of their day)
     // has its exact counts already; the others are summed over the range.
     let inexact: Vec<&Bounds> = contenders.iter().filter(|b| b.upper > b.lower).collect();
@@ -416,19 +427,22 @@ mod tests {
     #[test]
     fn contenders_are_the_links_whose_upper_bound_reaches_the_nth_lower_bound() {
         let rows = vec![b(1, 100, 110), b(2, 90, 95), b(3, 50, 91), b(4, 40, 89), b(5, 10, 30)];
-        let picked = contenders(rows, 10, 20, 2).unwrap();
+        let picked = contenders(rows, 10, 20, false, 2).unwrap();
         assert_eq!(picked.iter().map(|b| b.link_id).collect::<Vec<_>>(), vec![1, 2, 3]);
     }
 
     #[test]
     fn the_bounds_prove_nothing_when_unlisted_links_could_reach_the_cut() {
         let rows = vec![b(1, 100, 110), b(2, 90, 95)];
-        assert!(contenders(rows.clone(), 10, 90, 2).is_none(), "a link in no list may have 90");
-        assert!(contenders(rows.clone(), 10, 89, 2).is_some());
-        assert!(contenders(rows.clone(), 10, 0, 3).is_none(), "fewer rows than the limit");
+        assert!(contenders(rows.clone(), 10, 90, false, 2).is_none(), "a link in no list may have 90");
+        assert!(contenders(rows.clone(), 10, 89, false, 2).is_some());
+        // Fewer rows than the limit: all there is only when the lists hold every link.
+        assert!(contenders(rows.clone(), 10, 0, false, 3).is_none());
+        assert_eq!(contenders(rows.clone(), 10, 0, true, 3).map(|r| r.len()), Some(2));
+        assert!(contenders(rows.clone(), 2, 0, true, 3).is_none(), "more rows may follow");
         // All rows asked for came back and the last still reaches the cut: more may follow.
-        assert!(contenders(rows.clone(), 2, 0, 2).is_none());
-        assert!(contenders(vec![b(1, 100, 110), b(2, 90, 95), b(3, 0, 89)], 3, 0, 2).is_some());
+        assert!(contenders(rows.clone(), 2, 0, false, 2).is_none());
+        assert!(contenders(vec![b(1, 100, 110), b(2, 90, 95), b(3, 0, 89)], 3, 0, false, 2).is_some());
     }
 
     #[test]

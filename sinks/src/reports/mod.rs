@@ -6,6 +6,7 @@
 
 mod format;
 pub mod leaders;
+pub mod new_customers;
 mod range;
 
 use jiff::Timestamp;
@@ -262,20 +263,16 @@ impl Report {
                 // Active customers per bucket (a paid order in it), and new ones (their first
                 // paid order ever in it and in the range); the others active are returning.
                 let interval = series(Interval::Day, &[Interval::Day, Interval::Week, Interval::Month])?;
-                let sql = format!(
-                    "SELECT bucket, toUInt64(new_customers), toUInt64(if(active > new_customers, active - new_customers, 0)), \
-                     paid_orders FROM (\
-                     SELECT {bucket} AS bucket, uniqExact(cityHash64(customer_id)) AS active, sum(orders) AS paid_orders \
-                     FROM customer_orders_hourly WHERE {hours} GROUP BY bucket) AS active \
-                     ANY LEFT JOIN (\
-                     SELECT {first} AS bucket, count() AS new_customers FROM (\
-                     SELECT minMerge(first_order) AS first_paid FROM customer_firsts GROUP BY customer) \
-                     WHERE {firsts} GROUP BY bucket) AS fresh \
-                     USING bucket ORDER BY bucket",
-                    bucket = range.bucket_sql(interval, "hour"),
-                    first = range.bucket_sql(interval, "toStartOfHour(first_paid)"),
-                    hours = range.hours_sql("hour"),
-                    firsts = range.hours_sql("first_paid"),
+                let first = range.bucket_sql(interval, "toStartOfHour(first_paid)");
+                let firsts = range.hours_sql("first_paid");
+                let sql = customers_sql(
+                    &range,
+                    interval,
+                    &format!(
+                        "SELECT {first} AS bucket, count() AS new_customers FROM (\
+                         SELECT minMerge(first_order) AS first_paid FROM customer_firsts GROUP BY customer) \
+                         WHERE {firsts} GROUP BY bucket"
+                    ),
                 );
                 (
                     sql,
@@ -347,6 +344,21 @@ impl Report {
 /// Top-links reports by how they were answered, `path` = `leaders` or `plain` (counter).
 pub const TOP_LINKS_TOTAL: &str = "runnel_report_top_links_total";
 
+/// The customers report over `fresh` (`bucket, new_customers`): active customers per bucket
+/// (a paid order in it), new ones (their first paid order ever in it and in the range), the
+/// others active are returning.
+fn customers_sql(range: &Range, interval: Interval, fresh: &str) -> String {
+    format!(
+        "SELECT bucket, toUInt64(new_customers), toUInt64(if(active > new_customers, active - new_customers, 0)), \
+         paid_orders FROM (\
+         SELECT {bucket} AS bucket, uniqExact(cityHash64(customer_id)) AS active, sum(orders) AS paid_orders \
+         FROM customer_orders_hourly WHERE {hours} GROUP BY bucket) AS active \
+         ANY LEFT JOIN ({fresh}) AS fresh USING bucket ORDER BY bucket",
+        bucket = range.bucket_sql(interval, "hour"),
+        hours = range.hours_sql("hour"),
+    )
+}
+
 /// A link's clicks per hour, day and month.
 const LINK_CLICKS: [&str; 3] = ["link_clicks_hourly", "link_clicks_daily", "link_clicks_monthly"];
 
@@ -389,6 +401,12 @@ impl Plan {
         }
         if let Some(attributed) = &self.attributed {
             return self.conversions(clickhouse, attributed).await;
+        }
+        if let (Report::Customers, Some(interval)) = (&self.report, self.fill)
+            && let Some(list) = new_customers::current(clickhouse).await?
+        {
+            let sql = self.customers_listed_sql(interval, &list);
+            return self.table_from_tsv(&tsv(clickhouse, &sql).await?);
         }
         self.table_from_tsv(&tsv(clickhouse, &self.sql).await?)
     }
@@ -441,6 +459,30 @@ impl Plan {
             })
             .collect();
         Ok(Table { report: self.report.name(), range: self.range.clone(), columns: self.columns.clone(), rows })
+    }
+
+    /// The customers report with the new customers of the hours before `list`'s cutoff from the
+    /// list, and those of later hours from the customers who paid since.
+    pub fn customers_listed_sql(&self, interval: Interval, list: &new_customers::List) -> String {
+        let range = &self.range;
+        let first = range.bucket_sql(interval, "toStartOfHour(first_paid)");
+        customers_sql(
+            range,
+            interval,
+            &format!(
+                "SELECT bucket, sum(n) AS new_customers FROM (\
+                 SELECT {bucket} AS bucket, new_customers AS n FROM new_customers_hourly WHERE version = {version} AND {hours} \
+                 UNION ALL SELECT {first} AS bucket, toUInt64(1) AS n FROM (\
+                 SELECT minMerge(first_order) AS first_paid FROM customer_firsts WHERE customer IN (\
+                 SELECT cityHash64(customer_id) FROM customer_orders_hourly WHERE hour >= toDateTime({cutoff})) \
+                 GROUP BY customer) WHERE first_paid >= toDateTime({cutoff}) AND {firsts}) GROUP BY bucket",
+                bucket = range.bucket_sql(interval, "hour"),
+                version = list.version,
+                hours = range.hours_sql("hour"),
+                cutoff = list.cutoff,
+                firsts = range.hours_sql("first_paid"),
+            ),
+        )
     }
 
     /// Conversions' second step: clicks and human clicks of `codes` over the range.
@@ -710,7 +752,11 @@ mod tests {
         reports.push(Report::LinkSeries { link_id: 1 });
         reports.extend(DIMENSIONS.iter().map(|d| Report::breakdown(1, d).unwrap()));
         let day = jiff::civil::date(2026, 10, 5);
-        let listed = leaders::Usable { lists: vec![(day, 1, 3)], unlisted: vec![jiff::civil::date(2026, 10, 6)] };
+        let listed = leaders::Usable {
+            lists: vec![(day, 1, 3)],
+            unlisted: vec![jiff::civil::date(2026, 10, 6)],
+            complete: false,
+        };
         let top = Report::TopLinks.plan(&params, now()).unwrap();
         let bounds = leaders::Bounds { link_id: 1, code: "a".into(), lower: 1, clicks: 1, upper: 2 };
         let conversions = Report::Conversions.plan(&params, now()).unwrap();
