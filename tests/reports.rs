@@ -304,6 +304,16 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
                 vec![json!("p2"), json!("SKU-p2"), json!("EUR"), json!(1), json!(300)],
             ],
         ),
+        // The 9th to the 29th are three whole weeks (0012's weekly rollup), the 3rd to the 8th
+        // days; the order attributed by click id is on the 5th.
+        (
+            "reports/top-products?from=2026-11-03&to=2026-11-29&limit=3".to_string(),
+            vec![
+                vec![json!("p1"), json!("SKU-p1"), json!("EUR"), json!(2), json!(1000)],
+                vec![json!("p1"), json!("SKU-p1"), json!("USD"), json!(1), json!(700)],
+                vec![json!("p3"), json!("SKU-p3"), json!("USD"), json!(1), json!(400)],
+            ],
+        ),
         (
             format!("reports/customers?{utc}"),
             vec![
@@ -541,6 +551,8 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
         let args = [name, "--from", "2026-10-01", "--to", "2026-11-30"];
         queries.push((format!("{name}-months"), args.iter().map(|a| a.to_string()).collect()));
     }
+    let weeks = ["top-products", "--from", "2026-11-03", "--to", "2026-11-29"];
+    queries.push(("top-products-weeks".into(), weeks.iter().map(|a| a.to_string()).collect()));
     let by_click = ["conversions", "--from", "2026-11-01", "--to", "2026-11-09"];
     queries.push(("conversions-by-click".into(), by_click.iter().map(|a| a.to_string()).collect()));
     let mut sql = serde_json::Map::new();

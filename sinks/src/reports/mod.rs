@@ -241,9 +241,14 @@ impl Report {
                 let sql = format!(
                     "SELECT product_id, sku, currency, sum(units) AS sold, sum(revenue) AS earned FROM {rows} \
                      GROUP BY product_id, sku, currency ORDER BY earned DESC, sold DESC, product_id LIMIT {limit}",
-                    rows = range.hours_days_months_where_sql(
+                    rows = range.hours_days_weeks_months_where_sql(
                         "product_id, sku, currency, units, revenue",
-                        ["product_sales_hourly", "product_sales_daily", "product_sales_monthly"],
+                        [
+                            "product_sales_hourly",
+                            "product_sales_daily",
+                            "product_sales_weekly",
+                            "product_sales_monthly"
+                        ],
                         "1",
                     ),
                 );

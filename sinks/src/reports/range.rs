@@ -174,6 +174,52 @@ impl Range {
         )
     }
 
+    /// [`Range::hours_days_months_where_sql`] that also reads the whole weeks (Monday to Sunday,
+    /// UTC) of the stretches outside whole months from `weekly` (column `week`, the Monday):
+    /// at most six days at each end of a stretch are read day by day.
+    pub fn hours_days_weeks_months_where_sql(
+        &self,
+        columns: &str,
+        [hourly, daily, weekly, monthly]: [&str; 4],
+        filter: &str,
+    ) -> String {
+        let split = self.split();
+        let hours = self.split_hours_sql(&split, "hour");
+        let Some((first, last)) = split.days else {
+            return self.hours_and_days_where_sql(columns, hourly, daily, filter);
+        };
+        let (Ok(first), Ok(last)) = (Timestamp::from_second(first), Timestamp::from_second(last)) else {
+            return self.hours_and_days_where_sql(columns, hourly, daily, filter);
+        };
+        let (first, last) = (first.to_zoned(TimeZone::UTC).date(), last.to_zoned(TimeZone::UTC).date());
+        let (days, weeks, months) = calendar_split(first, last);
+        let within = |column: &str, spans: &[(Date, Date)]| {
+            let parts: Vec<String> = spans
+                .iter()
+                .map(|(a, b)| format!("({column} >= toDate('{a}') AND {column} < toDate('{b}'))"))
+                .collect();
+            if parts.is_empty() { "0".to_string() } else { parts.join(" OR ") }
+        };
+        let mut sql = format!(
+            "(SELECT {columns} FROM {hourly} WHERE ({hours}) AND {filter} \
+             UNION ALL SELECT {columns} FROM {daily} WHERE ({}) AND {filter}",
+            within("day", &days)
+        );
+        if !weeks.is_empty() {
+            sql.push_str(&format!(
+                " UNION ALL SELECT {columns} FROM {weekly} WHERE ({}) AND {filter}",
+                within("week", &weeks)
+            ));
+        }
+        if let Some((a, b)) = months {
+            sql.push_str(&format!(
+                " UNION ALL SELECT {columns} FROM {monthly} WHERE month >= toDate('{a}') AND month < toDate('{b}') AND {filter}"
+            ));
+        }
+        sql.push(')');
+        sql
+    }
+
     /// The bucket start, Unix seconds, of `column` (UTC hours) for `interval`, as SQL.
     pub fn bucket_sql(&self, interval: Interval, column: &str) -> String {
         let tz = &self.tz_name;
@@ -223,6 +269,32 @@ impl Range {
             Err(_) => seconds.to_string(),
         }
     }
+}
+
+/// The UTC days `[first, last)` as spans of days, of whole weeks (from Monday) and of whole
+/// months: the months inside, then the weeks inside what is left on either side of them.
+fn calendar_split(first: Date, last: Date) -> (Vec<(Date, Date)>, Vec<(Date, Date)>, Option<(Date, Date)>) {
+    let add = |date: Date, days: i64| date.checked_add(jiff::Span::new().days(days)).unwrap_or(date);
+    let months_from = if first.day() == 1 { first } else { first.last_of_month().tomorrow().unwrap_or(last) };
+    let months_to = last.first_of_month();
+    let (stretches, months) = if months_from < months_to {
+        (vec![(first, months_from), (months_to, last)], Some((months_from, months_to)))
+    } else {
+        (vec![(first, last)], None)
+    };
+    let (mut days, mut weeks) = (Vec::new(), Vec::new());
+    for (a, b) in stretches.into_iter().filter(|(a, b)| a < b) {
+        let monday = add(a, (7 - i64::from(a.weekday().to_monday_zero_offset())) % 7);
+        let whole = if monday < b { (b - monday).get_days() / 7 } else { 0 };
+        if whole == 0 {
+            days.push((a, b));
+            continue;
+        }
+        let weeks_to = add(monday, i64::from(whole) * 7);
+        days.extend([(a, monday), (weeks_to, b)].into_iter().filter(|(x, y)| x < y));
+        weeks.push((monday, weeks_to));
+    }
+    (days, weeks, months)
 }
 
 fn utc_date(seconds: i64) -> String {
@@ -341,6 +413,34 @@ mod tests {
         );
         let range = Range::resolve(Some("2026-09-01"), Some("2026-09-30"), Some("Asia/Tokyo"), now()).unwrap();
         assert!(!range.hours_days_months_where_sql("x", tables, "1").contains("FROM m"));
+    }
+
+    #[test]
+    fn stretches_outside_whole_months_read_whole_weeks() {
+        let d = |text: &str| text.parse::<Date>().unwrap();
+        // 2026-08-25 (Tue) .. 2026-11-23: Sep and Oct whole; Aug 31 is a Monday but its week ends
+        // in September; Nov 2, 9 and 16 start whole weeks.
+        let (days, weeks, months) = calendar_split(d("2026-08-25"), d("2026-11-23"));
+        assert_eq!(months, Some((d("2026-09-01"), d("2026-11-01"))));
+        assert_eq!(weeks, vec![(d("2026-11-02"), d("2026-11-23"))]);
+        assert_eq!(days, vec![(d("2026-08-25"), d("2026-09-01")), (d("2026-11-01"), d("2026-11-02"))]);
+        // Inside one month: the whole weeks, and the days at both ends.
+        let (days, weeks, months) = calendar_split(d("2026-11-03"), d("2026-11-30"));
+        assert_eq!((weeks, months), (vec![(d("2026-11-09"), d("2026-11-30"))], None));
+        assert_eq!(days, vec![(d("2026-11-03"), d("2026-11-09"))]);
+        // Less than a week: days only.
+        let (days, weeks, _) = calendar_split(d("2026-11-10"), d("2026-11-13"));
+        assert_eq!((days, weeks), (vec![(d("2026-11-10"), d("2026-11-13"))], vec![]));
+        // Every day is read exactly once.
+        for (first, last) in [("2026-01-01", "2026-12-31"), ("2026-02-03", "2026-05-17"), ("2026-11-01", "2026-11-08")]
+        {
+            let (days, weeks, months) = calendar_split(d(first), d(last));
+            let span = |(a, b): &(Date, Date)| (*b - *a).get_days();
+            let month_days: i32 = months.iter().map(span).sum();
+            let total: i32 = days.iter().map(span).sum::<i32>() + weeks.iter().map(span).sum::<i32>() + month_days;
+            assert_eq!(total, (d(last) - d(first)).get_days(), "{first}..{last}");
+            assert!(weeks.iter().all(|(a, b)| a.weekday() == jiff::civil::Weekday::Monday && span(&(*a, *b)) % 7 == 0));
+        }
     }
 
     #[test]
