@@ -356,8 +356,8 @@ fn customers_sql(range: &Range, interval: Interval, fresh: &str) -> String {
     format!(
         "SELECT bucket, toUInt64(new_customers), toUInt64(if(active > new_customers, active - new_customers, 0)), \
          paid_orders FROM (\
-         SELECT {bucket} AS bucket, uniqExact(cityHash64(customer_id)) AS active, sum(orders) AS paid_orders \
-         FROM customer_orders_hourly WHERE {hours} GROUP BY bucket) AS active \
+         SELECT {bucket} AS bucket, uniqExact(customer) AS active, sum(orders) AS paid_orders \
+         FROM customer_ids_hourly WHERE {hours} GROUP BY bucket) AS active \
          ANY LEFT JOIN ({fresh}) AS fresh USING bucket ORDER BY bucket",
         bucket = range.bucket_sql(interval, "hour"),
         hours = range.hours_sql("hour"),
@@ -479,7 +479,7 @@ impl Plan {
                  SELECT {bucket} AS bucket, new_customers AS n FROM new_customers_hourly WHERE version = {version} AND {hours} \
                  UNION ALL SELECT {first} AS bucket, toUInt64(1) AS n FROM (\
                  SELECT minMerge(first_order) AS first_paid FROM customer_firsts WHERE customer IN (\
-                 SELECT cityHash64(customer_id) FROM customer_orders_hourly WHERE hour >= toDateTime({cutoff})) \
+                 SELECT customer FROM customer_ids_hourly WHERE hour >= toDateTime({cutoff})) \
                  GROUP BY customer) WHERE first_paid >= toDateTime({cutoff}) AND {firsts}) GROUP BY bucket",
                 bucket = range.bucket_sql(interval, "hour"),
                 version = list.version,

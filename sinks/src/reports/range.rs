@@ -271,9 +271,12 @@ impl Range {
     }
 }
 
+/// `[first, last)` spans of days.
+type Spans = Vec<(Date, Date)>;
+
 /// The UTC days `[first, last)` as spans of days, of whole weeks (from Monday) and of whole
 /// months: the months inside, then the weeks inside what is left on either side of them.
-fn calendar_split(first: Date, last: Date) -> (Vec<(Date, Date)>, Vec<(Date, Date)>, Option<(Date, Date)>) {
+fn calendar_split(first: Date, last: Date) -> (Spans, Spans, Option<(Date, Date)>) {
     let add = |date: Date, days: i64| date.checked_add(jiff::Span::new().days(days)).unwrap_or(date);
     let months_from = if first.day() == 1 { first } else { first.last_of_month().tomorrow().unwrap_or(last) };
     let months_to = last.first_of_month();
