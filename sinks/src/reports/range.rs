@@ -152,26 +152,7 @@ impl Range {
         [hourly, daily, monthly]: [&str; 3],
         filter: &str,
     ) -> String {
-        let split = self.split();
-        let hours = self.split_hours_sql(&split, "hour");
-        let Some((first, last)) = split.days else {
-            return self.hours_and_days_where_sql(columns, hourly, daily, filter);
-        };
-        let (Ok(first), Ok(last)) = (Timestamp::from_second(first), Timestamp::from_second(last)) else {
-            return self.hours_and_days_where_sql(columns, hourly, daily, filter);
-        };
-        let (first, last) = (first.to_zoned(TimeZone::UTC).date(), last.to_zoned(TimeZone::UTC).date());
-        let months_from = if first.day() == 1 { first } else { first.last_of_month().tomorrow().unwrap_or(last) };
-        let months_to = last.first_of_month();
-        if months_from >= months_to {
-            return self.hours_and_days_where_sql(columns, hourly, daily, filter);
-        }
-        format!(
-            "(SELECT {columns} FROM {hourly} WHERE ({hours}) AND {filter} \
-             UNION ALL SELECT {columns} FROM {daily} WHERE ((day >= toDate('{first}') AND day < toDate('{months_from}')) \
-             OR (day >= toDate('{months_to}') AND day < toDate('{last}'))) AND {filter} \
-             UNION ALL SELECT {columns} FROM {monthly} WHERE month >= toDate('{months_from}') AND month < toDate('{months_to}') AND {filter})"
-        )
+        self.rollups_where_sql(columns, hourly, daily, None, monthly, filter)
     }
 
     /// [`Range::hours_days_months_where_sql`] that also reads the whole weeks (Monday to Sunday,
@@ -183,16 +164,31 @@ impl Range {
         [hourly, daily, weekly, monthly]: [&str; 4],
         filter: &str,
     ) -> String {
+        self.rollups_where_sql(columns, hourly, daily, Some(weekly), monthly, filter)
+    }
+
+    fn rollups_where_sql(
+        &self,
+        columns: &str,
+        hourly: &str,
+        daily: &str,
+        weekly: Option<&str>,
+        monthly: &str,
+        filter: &str,
+    ) -> String {
         let split = self.split();
         let hours = self.split_hours_sql(&split, "hour");
-        let Some((first, last)) = split.days else {
+        let whole_days = split.days.and_then(|(first, last)| {
+            let date = |s| Timestamp::from_second(s).ok().map(|t| t.to_zoned(TimeZone::UTC).date());
+            Some((date(first)?, date(last)?))
+        });
+        let Some((first, last)) = whole_days else {
             return self.hours_and_days_where_sql(columns, hourly, daily, filter);
         };
-        let (Ok(first), Ok(last)) = (Timestamp::from_second(first), Timestamp::from_second(last)) else {
+        let (days, weeks, months) = calendar_split(first, last, weekly.is_some());
+        if weeks.is_empty() && months.is_none() {
             return self.hours_and_days_where_sql(columns, hourly, daily, filter);
-        };
-        let (first, last) = (first.to_zoned(TimeZone::UTC).date(), last.to_zoned(TimeZone::UTC).date());
-        let (days, weeks, months) = calendar_split(first, last);
+        }
         let within = |column: &str, spans: &[(Date, Date)]| {
             let parts: Vec<String> = spans
                 .iter()
@@ -205,7 +201,7 @@ impl Range {
              UNION ALL SELECT {columns} FROM {daily} WHERE ({}) AND {filter}",
             within("day", &days)
         );
-        if !weeks.is_empty() {
+        if let (Some(weekly), false) = (weekly, weeks.is_empty()) {
             sql.push_str(&format!(
                 " UNION ALL SELECT {columns} FROM {weekly} WHERE ({}) AND {filter}",
                 within("week", &weeks)
@@ -274,9 +270,9 @@ impl Range {
 /// `[first, last)` spans of days.
 type Spans = Vec<(Date, Date)>;
 
-/// The UTC days `[first, last)` as spans of days, of whole weeks (from Monday) and of whole
-/// months: the months inside, then the weeks inside what is left on either side of them.
-fn calendar_split(first: Date, last: Date) -> (Spans, Spans, Option<(Date, Date)>) {
+/// The UTC days `[first, last)` as spans of days, of whole weeks (from Monday, when `weeks`)
+/// and of whole months: the months inside, then the weeks inside what is left on either side.
+fn calendar_split(first: Date, last: Date, weeks: bool) -> (Spans, Spans, Option<(Date, Date)>) {
     let add = |date: Date, days: i64| date.checked_add(jiff::Span::new().days(days)).unwrap_or(date);
     let months_from = if first.day() == 1 { first } else { first.last_of_month().tomorrow().unwrap_or(last) };
     let months_to = last.first_of_month();
@@ -285,19 +281,19 @@ fn calendar_split(first: Date, last: Date) -> (Spans, Spans, Option<(Date, Date)
     } else {
         (vec![(first, last)], None)
     };
-    let (mut days, mut weeks) = (Vec::new(), Vec::new());
+    let (mut days, mut whole_weeks) = (Vec::new(), Vec::new());
     for (a, b) in stretches.into_iter().filter(|(a, b)| a < b) {
         let monday = add(a, (7 - i64::from(a.weekday().to_monday_zero_offset())) % 7);
-        let whole = if monday < b { (b - monday).get_days() / 7 } else { 0 };
+        let whole = if weeks && monday < b { (b - monday).get_days() / 7 } else { 0 };
         if whole == 0 {
             days.push((a, b));
             continue;
         }
         let weeks_to = add(monday, i64::from(whole) * 7);
         days.extend([(a, monday), (weeks_to, b)].into_iter().filter(|(x, y)| x < y));
-        weeks.push((monday, weeks_to));
+        whole_weeks.push((monday, weeks_to));
     }
-    (days, weeks, months)
+    (days, whole_weeks, months)
 }
 
 fn utc_date(seconds: i64) -> String {
@@ -423,21 +419,21 @@ mod tests {
         let d = |text: &str| text.parse::<Date>().unwrap();
         // 2026-08-25 (Tue) .. 2026-11-23: Sep and Oct whole; Aug 31 is a Monday but its week ends
         // in September; Nov 2, 9 and 16 start whole weeks.
-        let (days, weeks, months) = calendar_split(d("2026-08-25"), d("2026-11-23"));
+        let (days, weeks, months) = calendar_split(d("2026-08-25"), d("2026-11-23"), true);
         assert_eq!(months, Some((d("2026-09-01"), d("2026-11-01"))));
         assert_eq!(weeks, vec![(d("2026-11-02"), d("2026-11-23"))]);
         assert_eq!(days, vec![(d("2026-08-25"), d("2026-09-01")), (d("2026-11-01"), d("2026-11-02"))]);
         // Inside one month: the whole weeks, and the days at both ends.
-        let (days, weeks, months) = calendar_split(d("2026-11-03"), d("2026-11-30"));
+        let (days, weeks, months) = calendar_split(d("2026-11-03"), d("2026-11-30"), true);
         assert_eq!((weeks, months), (vec![(d("2026-11-09"), d("2026-11-30"))], None));
         assert_eq!(days, vec![(d("2026-11-03"), d("2026-11-09"))]);
         // Less than a week: days only.
-        let (days, weeks, _) = calendar_split(d("2026-11-10"), d("2026-11-13"));
+        let (days, weeks, _) = calendar_split(d("2026-11-10"), d("2026-11-13"), true);
         assert_eq!((days, weeks), (vec![(d("2026-11-10"), d("2026-11-13"))], vec![]));
         // Every day is read exactly once.
         for (first, last) in [("2026-01-01", "2026-12-31"), ("2026-02-03", "2026-05-17"), ("2026-11-01", "2026-11-08")]
         {
-            let (days, weeks, months) = calendar_split(d(first), d(last));
+            let (days, weeks, months) = calendar_split(d(first), d(last), true);
             let span = |(a, b): &(Date, Date)| (*b - *a).get_days();
             let month_days: i32 = months.iter().map(span).sum();
             let total: i32 = days.iter().map(span).sum::<i32>() + weeks.iter().map(span).sum::<i32>() + month_days;
