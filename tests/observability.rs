@@ -261,7 +261,14 @@ fn promtool(args: &[&str]) -> String {
 fn prometheus_config_and_alert_rules_pass_promtool_and_their_unit_tests() {
     promtool(&["check", "config", "prometheus.yml"]);
     let rules = promtool(&["check", "rules", "rules.yml"]);
-    assert!(rules.contains("SUCCESS: 10 rules found"), "{rules}");
+    // promtool read every rule in the file: none was skipped as unparsable.
+    let written = std::fs::read_to_string(repo("compose/prometheus/rules.yml"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.trim().starts_with("- alert: ") || l.trim().starts_with("- record: "))
+        .count();
+    assert!(written >= 11, "rules.yml holds {written} rules");
+    assert!(rules.contains(&format!("SUCCESS: {written} rules found")), "{rules}");
     let tests = promtool(&["test", "rules", "rules.test.yml"]);
     assert!(tests.contains("SUCCESS"), "{tests}");
     // Every alert has a unit test.
