@@ -2,6 +2,8 @@
 # bench/pipeline: preload the clicks topic, then measure the source limit, the sink limit, a
 # Python baseline and `runnel process` in one run. Usage: bench/pipeline/run.sh [EVENTS]
 # (default 2,000,000). See bench/README.md.
+#   bench/pipeline/run.sh --processor EVENTS ROUNDS BASELINE [CANDIDATE]: `runnel process` alone,
+#   two binaries alternating over one preloaded topic (bench/pipeline/processor.py).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
@@ -13,4 +15,8 @@ fi
 cargo build --release --locked -p runnel -p runnel-bench >&2
 # The local broker (tansu) answers the edge's unacknowledged producer only with idempotence off.
 if [ -z "${RUNNEL_KAFKA_BROKERS:-}" ]; then export RUNNEL_KAFKA_IDEMPOTENCE=${RUNNEL_KAFKA_IDEMPOTENCE:-false}; fi
+if [ "${1:-}" = "--processor" ]; then
+  shift
+  exec python3 bench/pipeline/processor.py "$@"
+fi
 exec python3 bench/pipeline/bench.py "$@"

@@ -6,6 +6,7 @@
 //! included) can read the topics.
 
 mod click;
+mod click_line;
 mod codec;
 mod id;
 pub mod kafka;
@@ -13,6 +14,7 @@ mod link;
 mod order;
 
 pub use click::{ClickEvent, ClickRef, MAX_QUERY_BYTES, capped_query};
+pub use click_line::ClickLine;
 pub use codec::{DecodeError, decode_ndjson, encode_ndjson};
 pub use id::{EPOCH_MS, EventIdGenerator, event_id_millis};
 pub use link::{LinkEvent, LinkOp, Utm};

@@ -1,7 +1,7 @@
 //! The clicks pipeline: `runnel.clicks` → enrich → ClickHouse `clicks` (and its views) + Redis
 //! click counters.
 
-use events::ClickEvent;
+use events::ClickLine;
 use sinks::clickhouse::ClickRow;
 use sinks::redis::CounterUpdates;
 
@@ -39,8 +39,8 @@ impl Source for Clicks {
     }
 
     fn row(&mut self, line: &[u8], partition: i32, offset: i64) -> Result<ClickRow, (&'static str, String)> {
-        let event: ClickEvent = serde_json::from_slice(line).map_err(|e| ("undecodable", e.to_string()))?;
-        Ok(self.enricher.click_row(event, partition, offset))
+        let event = ClickLine::decode(line).map_err(|e| ("undecodable", e.to_string()))?;
+        Ok(self.enricher.click_row(&event, partition, offset))
     }
 
     fn tally(row: &ClickRow, updates: &mut CounterUpdates) {

@@ -1,11 +1,13 @@
 //! Turns a click event into a `clicks` row: place, user agent, referrer, campaign, a visitor
 //! id that changes every day, and the bot flag.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
-use events::{ClickEvent, Utm};
+use events::{ClickLine, Utm};
+use foldhash::HashMap;
 use sha2::{Digest, Sha256};
 use sinks::clickhouse::ClickRow;
 use siphasher::sip::SipHasher13;
@@ -32,7 +34,8 @@ const BOT_MARKERS: &[&str] = &[
 const PARSE_CACHE: usize = 50_000;
 
 /// `make(key)`, remembered in `cache` (cleared when it holds [`PARSE_CACHE`] entries): real
-/// traffic repeats a few agents and referrers, and parsing them is the costly part.
+/// traffic repeats a few agents and referrers, and parsing them is the costly part. Values hand
+/// out shared text, so a hit costs a hash of the key and no allocation.
 fn cached<V: Clone>(cache: &mut HashMap<String, V>, key: &str, make: impl FnOnce() -> V) -> V {
     if let Some(value) = cache.get(key) {
         return value.clone();
@@ -48,8 +51,8 @@ fn cached<V: Clone>(cache: &mut HashMap<String, V>, key: &str, make: impl FnOnce
 /// What a user agent says about the client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Agent {
-    pub(crate) browser: String,
-    pub(crate) os: String,
+    pub(crate) browser: Arc<str>,
+    pub(crate) os: Arc<str>,
     /// `desktop`, `mobile`, `tablet`, `bot` or `other`.
     pub(crate) device: &'static str,
     pub(crate) bot: bool,
@@ -61,8 +64,8 @@ pub(crate) fn parse_agent(parser: &woothee::parser::Parser, ua: &str) -> Agent {
     let lower = ua.to_ascii_lowercase();
     let parsed = parser.parse(ua);
     let (browser, os, category) = match &parsed {
-        Some(r) => (r.name.to_string(), r.os.to_string(), r.category),
-        None => ("UNKNOWN".to_string(), "UNKNOWN".to_string(), "UNKNOWN"),
+        Some(r) => (r.name, r.os, r.category),
+        None => ("UNKNOWN", "UNKNOWN", "UNKNOWN"),
     };
     let bot = ua.trim().is_empty() || category == "crawler" || BOT_MARKERS.iter().any(|m| lower.contains(m));
     let device = if bot {
@@ -78,7 +81,7 @@ pub(crate) fn parse_agent(parser: &woothee::parser::Parser, ua: &str) -> Agent {
             _ => "other",
         }
     };
-    Agent { browser, os, device, bot }
+    Agent { browser: Arc::from(browser), os: Arc::from(os), device, bot }
 }
 
 /// True when `host` is `domain` or one of its subdomains.
@@ -223,7 +226,7 @@ pub(crate) struct Enricher {
     parser: woothee::parser::Parser,
     agents: HashMap<String, Agent>,
     /// Referrer → (host, channel).
-    referrers: HashMap<String, (String, &'static str)>,
+    referrers: HashMap<String, (Arc<str>, &'static str)>,
     geo: Option<maxminddb::Reader<Vec<u8>>>,
     secret: [u8; 32],
     /// The day the visitor key below belongs to, and the key.
@@ -242,8 +245,8 @@ impl Enricher {
     pub(crate) fn new(secret: [u8; 32], geo: Option<maxminddb::Reader<Vec<u8>>>, store_ip: bool) -> Self {
         Self {
             parser: woothee::parser::Parser::new(),
-            agents: HashMap::new(),
-            referrers: HashMap::new(),
+            agents: HashMap::default(),
+            referrers: HashMap::default(),
             geo,
             secret,
             day_key: None,
@@ -288,12 +291,19 @@ impl Enricher {
     }
 
     /// The row stored for `event`, read from `partition` at `offset`.
-    pub(crate) fn click_row(&mut self, event: ClickEvent, partition: i32, offset: i64) -> ClickRow {
+    pub(crate) fn click_row(&mut self, event: &ClickLine<'_>, partition: i32, offset: i64) -> ClickRow {
         let agent = cached(&mut self.agents, &event.ua, || parse_agent(&self.parser, &event.ua));
-        let bot = agent.bot || event.method == "HEAD";
+        let method = match event.method.as_ref() {
+            "GET" => Cow::Borrowed("GET"),
+            "HEAD" => Cow::Borrowed("HEAD"),
+            other => Cow::Owned(other.to_string()),
+        };
+        let bot = agent.bot || method == "HEAD";
         let (country, city) = self.place(&event.ip, &event.country);
-        let (referrer_host, referrer_channel) =
-            cached(&mut self.referrers, &event.referrer, || referrer(&event.referrer));
+        let (referrer_host, referrer_channel) = cached(&mut self.referrers, &event.referrer, || {
+            let (host, channel) = referrer(&event.referrer);
+            (Arc::from(host), channel)
+        });
         let [utm_source, utm_medium, utm_campaign, utm_term, utm_content] = campaign(&event.q, event.utm.as_ref());
         let channel = match referrer_channel {
             "search" | "social" | "email" => referrer_channel,
@@ -305,17 +315,17 @@ impl Enricher {
             link_id: event.link_id,
             visitor_id: self.visitor_id(event.ts, &event.ip, &event.ua),
             is_bot: u8::from(bot),
-            device: if bot { "bot" } else { agent.device }.to_string(),
+            device: Cow::Borrowed(if bot { "bot" } else { agent.device }),
             browser: agent.browser,
             os: agent.os,
-            code: event.code,
-            method: event.method,
-            user_agent: event.ua,
-            referrer: event.referrer,
+            code: event.code.to_string(),
+            method,
+            user_agent: event.ua.to_string(),
+            referrer: event.referrer.to_string(),
             referrer_host,
-            channel: channel.to_string(),
-            accept_language: event.lang,
-            ip: if self.store_ip { event.ip } else { String::new() },
+            channel: Cow::Borrowed(channel),
+            accept_language: event.lang.to_string(),
+            ip: if self.store_ip { event.ip.to_string() } else { String::new() },
             country,
             city,
             utm_source,
@@ -343,8 +353,8 @@ mod tests {
     const FIREFOX_LINUX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
     const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
 
-    fn event(ua: &str, referrer: &str, q: &str) -> ClickEvent {
-        ClickEvent {
+    fn event<'a>(ua: &'a str, referrer: &'a str, q: &'a str) -> ClickLine<'a> {
+        ClickLine {
             v: 1,
             id: 1,
             ts: 1_700_000_000_000,
@@ -363,7 +373,7 @@ mod tests {
 
     fn agent(ua: &str) -> (String, String, &'static str, bool) {
         let a = parse_agent(&woothee::parser::Parser::new(), ua);
-        (a.browser, a.os, a.device, a.bot)
+        (a.browser.to_string(), a.os.to_string(), a.device, a.bot)
     }
 
     #[test]
@@ -421,9 +431,9 @@ mod tests {
     #[test]
     fn a_click_row_carries_every_derived_field() {
         let mut enricher = Enricher::new([7; 32], None, false);
-        let row = enricher.click_row(event(SAFARI_IPHONE, "", "utm_medium=email&utm_source=news"), 3, 42);
-        assert_eq!((row.browser.as_str(), row.os.as_str(), row.device.as_str()), ("Safari", "iPhone", "mobile"));
-        assert_eq!((row.channel.as_str(), row.referrer_host.as_str()), ("email", ""));
+        let row = enricher.click_row(&event(SAFARI_IPHONE, "", "utm_medium=email&utm_source=news"), 3, 42);
+        assert_eq!((&*row.browser, &*row.os, &*row.device), ("Safari", "iPhone", "mobile"));
+        assert_eq!((&*row.channel, &*row.referrer_host), ("email", ""));
         assert_eq!((row.utm_source.as_str(), row.utm_medium.as_str()), ("news", "email"));
         assert_eq!((row.country.as_str(), row.city.as_str()), ("DE", ""), "the CDN country without a GeoIP database");
         assert_eq!(row.ip, "", "no IP leaves the processor unless configured");
@@ -431,11 +441,11 @@ mod tests {
 
         let mut head = event(CHROME_WINDOWS, "https://www.google.com/", "");
         head.method = "HEAD".into();
-        let row = enricher.click_row(head, 0, 0);
-        assert_eq!((row.is_bot, row.device.as_str(), row.channel.as_str()), (1, "bot", "search"));
+        let row = enricher.click_row(&head, 0, 0);
+        assert_eq!((row.is_bot, &*row.device, &*row.channel), (1, "bot", "search"));
 
         let mut keep = Enricher::new([7; 32], None, true);
-        assert_eq!(keep.click_row(event(CHROME_WINDOWS, "", ""), 0, 0).ip, "192.0.2.0");
+        assert_eq!(keep.click_row(&event(CHROME_WINDOWS, "", ""), 0, 0).ip, "192.0.2.0");
     }
 
     #[test]

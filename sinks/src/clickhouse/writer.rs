@@ -1,13 +1,18 @@
 //! Inserts raw click rows, each carrying its Kafka partition and offset, and reads the offset
 //! fence the same INSERT advances (through `_clicks_offsets_mv`, which sorts before every other view: 0008).
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use clickhouse::{Client, Row};
 use serde::Serialize;
 
 use super::ClickhouseConfig;
 use crate::{Fences, SinkError};
 
-/// One row of the `clicks` table.
+/// One row of the `clicks` table. Text from a fixed set (method, device, channel) is static, and
+/// what a parse cache hands to many rows (browser, OS, referrer host) is shared, so building a
+/// row allocates only for the event's own text.
 #[derive(Clone, Debug, Default, Row, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct ClickRow {
     /// Event id from the edge.
@@ -19,7 +24,7 @@ pub struct ClickRow {
     /// Short code requested.
     pub code: String,
     /// `GET` or `HEAD`.
-    pub method: String,
+    pub method: Cow<'static, str>,
     /// `User-Agent`.
     pub user_agent: String,
     /// `Referer`.
@@ -33,15 +38,15 @@ pub struct ClickRow {
     /// City (English name) from the GeoIP database, empty when unknown.
     pub city: String,
     /// Browser family (`Chrome`, `Safari`, …; `UNKNOWN` when not recognised).
-    pub browser: String,
+    pub browser: Arc<str>,
     /// Operating system (`Windows 10`, `iPhone`, `Android`, …).
-    pub os: String,
+    pub os: Arc<str>,
     /// `desktop`, `mobile`, `tablet`, `bot` or `other`.
-    pub device: String,
+    pub device: Cow<'static, str>,
     /// The referrer's host without `www.`, empty for none.
-    pub referrer_host: String,
+    pub referrer_host: Arc<str>,
     /// `direct`, `search`, `social`, `email` or `other`.
-    pub channel: String,
+    pub channel: Cow<'static, str>,
     /// Campaign fields: the request's `utm_*` parameters, else the link's.
     pub utm_source: String,
     /// `utm_medium`.
