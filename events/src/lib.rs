@@ -12,6 +12,7 @@ mod id;
 pub mod kafka;
 mod link;
 mod order;
+pub mod producer;
 
 pub use click::{ClickEvent, ClickRef, MAX_QUERY_BYTES, capped_query};
 pub use click_line::ClickLine;

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use events::kafka::Topics;
+use events::producer::{AckedProducer, Record};
 use events::{ClickRef, LinkEvent, OrderEvent};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::Producer;
 
 use crate::EdgeConfig;
 use crate::spool::clicks::ClickPath;
@@ -17,7 +18,7 @@ use crate::spool::clicks::ClickPath;
 pub(crate) struct Producers {
     pub(crate) clicks: Arc<ClickPath>,
     /// Link and order events: each awaited until acknowledged.
-    acked: FutureProducer,
+    acked: AckedProducer,
     topics: Topics,
     link_timeout: Duration,
 }
@@ -46,7 +47,7 @@ impl Producers {
 
         Ok(Self {
             clicks: ClickPath::new(clicks, config.kafka.topics().clicks, &config.spool_dir, config.spool_max_bytes)?,
-            acked: acked.create()?,
+            acked: AckedProducer::create(&acked)?,
             topics: config.kafka.topics(),
             link_timeout: Duration::from_millis(config.kafka.timeout_ms),
         })
@@ -60,8 +61,8 @@ impl Producers {
     /// Produces one JSON event and waits until Kafka acknowledged it.
     async fn send_acked(&self, topic: &str, key: &str, event: &impl serde::Serialize) -> Result<(), KafkaError> {
         let payload = serde_json::to_vec(event).expect("event serializes");
-        let record = FutureRecord::to(topic).key(key).payload(&payload);
-        self.acked.send(record, self.link_timeout).await.map(|_| ()).map_err(|(error, _)| error)
+        let record = Record { topic, key: Some(key.as_bytes()), payload: &payload, headers: None };
+        self.acked.send(record, self.link_timeout).await.map(|_| ())
     }
 
     /// Produces a link event (key: code) and waits until Kafka acknowledged it.
@@ -78,7 +79,7 @@ impl Producers {
     /// Whether the brokers answer a metadata request, asked through the link and order producer's
     /// existing connections.
     pub(crate) async fn kafka_reachable(&self) -> bool {
-        let producer = self.acked.clone();
+        let producer = self.acked.shared();
         let timeout = self.link_timeout.min(Duration::from_secs(2));
         tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout).is_ok())
             .await

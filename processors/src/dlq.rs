@@ -3,15 +3,15 @@
 
 use std::time::Duration;
 
+use events::producer::{AckedProducer, Record};
 use metrics::counter;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::metrics::DLQ_TOTAL;
 
 /// Sends dead letters, waiting for Kafka's acknowledgement.
 pub(crate) struct DeadLetters {
-    producer: FutureProducer,
+    producer: AckedProducer,
     topic: String,
     max_backoff: Duration,
 }
@@ -26,7 +26,7 @@ pub(crate) struct Source<'a> {
 }
 
 impl DeadLetters {
-    pub(crate) fn new(producer: FutureProducer, topic: String, max_backoff: Duration) -> Self {
+    pub(crate) fn new(producer: AckedProducer, topic: String, max_backoff: Duration) -> Self {
         Self { producer, topic, max_backoff }
     }
 
@@ -61,13 +61,10 @@ impl DeadLetters {
             .insert(Header { key: "runnel.source.line", value: Some(line.as_str()) });
         let mut backoff = Duration::from_millis(100);
         loop {
-            let mut record = FutureRecord::to(&self.topic).payload(payload).headers(headers.clone());
-            if let Some(key) = key {
-                record = record.key(key);
-            }
+            let record = Record { topic: &self.topic, key, payload, headers: Some(headers.clone()) };
             match self.producer.send(record, Duration::from_secs(10)).await {
                 Ok(_) => break,
-                Err((error, _)) => tracing::warn!(%error, "dead-letter topic unavailable, retrying"),
+                Err(error) => tracing::warn!(%error, "dead-letter topic unavailable, retrying"),
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(self.max_backoff);

@@ -44,8 +44,11 @@ pub async fn run_links(config: &ProcessConfig, shutdown: impl Future<Output = ()
     consumer.subscribe(&[topics.links.as_str()])?;
     let mut dlq_config = config.kafka.client_config();
     dlq_config.set("acks", "all");
-    let dlq =
-        DeadLetters::new(dlq_config.create()?, topics.dlq.clone(), Duration::from_millis(config.retry_max_backoff_ms));
+    let dlq = DeadLetters::new(
+        events::producer::AckedProducer::create(&dlq_config)?,
+        topics.dlq.clone(),
+        Duration::from_millis(config.retry_max_backoff_ms),
+    );
     let max_backoff = Duration::from_millis(config.retry_max_backoff_ms);
     crate::metrics::register_known(PIPELINE, &["clickhouse", "redis"]);
     tracing::info!(topic = %topics.links, "links pipeline started");

@@ -277,7 +277,7 @@ pub(crate) async fn run<S: Source>(
         source,
         consumer,
         dlq: DeadLetters::new(
-            dlq_config.create()?,
+            events::producer::AckedProducer::create(&dlq_config)?,
             topics.dlq.clone(),
             Duration::from_millis(config.retry_max_backoff_ms),
         ),

@@ -13,13 +13,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use events::producer::PolledProducer;
 use events::{ClickEvent, ClickRef};
 use metrics::{counter, gauge};
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig};
 
 use super::log::{self, Reader, Writer};
 use crate::metrics::{
@@ -140,7 +141,7 @@ impl ProducerContext for ClickContext {
 
 /// Where click events go.
 pub(crate) struct ClickPath {
-    producer: ThreadedProducer<ClickContext>,
+    producer: PolledProducer<ClickContext>,
     topic: String,
     shared: Arc<Shared>,
     /// One NDJSON buffer per partition.
@@ -180,8 +181,7 @@ impl ClickPath {
                 "found a click spool from an earlier run; replaying it first"
             );
         }
-        let producer: ThreadedProducer<ClickContext> =
-            config.create_with_context(ClickContext { shared: Arc::clone(&shared) })?;
+        let producer = PolledProducer::create(&config, ClickContext { shared: Arc::clone(&shared) })?;
         let partitions = match producer.client().fetch_metadata(Some(&topic), Duration::from_secs(2)) {
             Ok(metadata) => metadata.topics().first().map_or(0, |t| t.partitions().len()),
             Err(_) => 0,
