@@ -89,6 +89,17 @@ def measure(name, argv, done=None, env=ENV, stdin=None):
     return row
 
 
+def drop_redis_keys(prefix):
+    """Removes the keys a run wrote under `prefix` (millions of them pile up otherwise, and a
+    test's `KEYS` on the same server then times out)."""
+    url = os.environ.get("RUNNEL_REDIS_URL", "redis://127.0.0.1:6379")
+    keys = subprocess.run(["redis-cli", "-u", url, "--scan", "--pattern", prefix + "*"], check=True,
+                          capture_output=True, text=True).stdout.split()
+    for start in range(0, len(keys), 10_000):
+        subprocess.run(["redis-cli", "-u", url, "UNLINK", *keys[start:start + 10_000]], check=True,
+                       stdout=subprocess.DEVNULL)
+
+
 def migrate(database):
     subprocess.run([f"{TARGET}/runnel", "migrate"], env=dict(ENV, RUNNEL_CLICKHOUSE_DATABASE=database),
                    check=True, stdout=subprocess.DEVNULL)
@@ -136,6 +147,7 @@ def main():
     assert counts == [str(EVENTS), str(EVENTS)] and view == str(EVENTS), (counts, view)
     for db in (db_d, db_b, db_c):
         ch(f"DROP DATABASE IF EXISTS {db}")
+    drop_redis_keys(ENV["RUNNEL_REDIS_PREFIX"])
 
     by = {r["name"][:3]: r for r in rows}
     limit = min(by["(a)"]["events_per_s"], by["(b)"]["events_per_s"])

@@ -41,6 +41,7 @@ def main():
             counts = bench.ch("SELECT count(), uniqExact(event_id) FROM clicks", db).split()
             assert counts == [str(EVENTS), str(EVENTS)], f"{name} stored {counts}"
             bench.ch(f"DROP DATABASE IF EXISTS {db}")
+            bench.drop_redis_keys(env["RUNNEL_REDIS_PREFIX"])
             results[binary].append(row)
 
     print(f"\nbench/pipeline --processor: {EVENTS:,} click events, {ROUNDS} rounds, medians\n")

@@ -29,7 +29,22 @@ pub fn redis_url() -> String {
     std::env::var("RUNNEL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// A port nothing listens on, for a child process to bind. Taken below Linux's ephemeral range
+/// (32768 and up): a port the kernel handed out by `bind(0)` can be handed again to any
+/// outgoing connection (a Kafka client's, say) before the child binds it. Ports are handed out
+/// in turn from a random start, so two tests of one binary never get the same one.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(u32::MAX, rand::rng().random_range(0..COUNT), Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..COUNT {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
