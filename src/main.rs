@@ -221,10 +221,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             clickhouse.validate()?;
             let started = std::time::Instant::now();
             let now = jiff::Timestamp::now();
-            let done = sinks::reports::leaders::refresh(&clickhouse, now, days, |day, links| {
-                eprintln!("… listed {day}: {links} links")
-            })
-            .await?;
+            let sinks::reports::RolledUp { links: done, customers } =
+                sinks::reports::rollup(&clickhouse, now, days, |day, links| eprintln!("… listed {day}: {links} links"))
+                    .await?;
             println!(
                 "leading links: {} days with clicks: {} listed now, {} already current, {} took clicks while listed (next run lists them)",
                 done.days,
@@ -232,8 +231,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 done.current,
                 done.changing.len(),
             );
-            use sinks::reports::new_customers::{self, Refreshed};
-            let customers = match new_customers::refresh(&clickhouse, now).await? {
+            use sinks::reports::new_customers::Refreshed;
+            let customers = match customers {
                 Refreshed::Current => "already current",
                 Refreshed::Listed => "listed now",
                 Refreshed::Changing => "took paid orders while listed (next run lists them)",

@@ -131,14 +131,8 @@ async fn rollup(
         wait = std::time::Duration::from_secs(interval);
         let started = std::time::Instant::now();
         let now = jiff::Timestamp::now();
-        let done = async {
-            let links = leaders::refresh(&clickhouse, now, leaders::DEFAULT_DAYS, |_, _| {}).await?;
-            let customers = sinks::reports::new_customers::refresh(&clickhouse, now).await?;
-            Ok::<_, sinks::reports::ReportError>((links, customers))
-        }
-        .await;
-        match done {
-            Ok((done, customers)) => {
+        match sinks::reports::rollup(&clickhouse, now, leaders::DEFAULT_DAYS, |_, _| {}).await {
+            Ok(sinks::reports::RolledUp { links: done, customers }) => {
                 ::metrics::counter!(metrics::ROLLUP_DAYS_LISTED_TOTAL).increment(done.listed.len() as u64);
                 ::metrics::gauge!(metrics::ROLLUP_LAST_SUCCESS).set(
                     std::time::SystemTime::now()

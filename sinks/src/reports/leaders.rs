@@ -20,7 +20,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 
-use super::{Plan, ReportError, Table, Value, tsv};
+use super::{Plan, ReportError, Table, Value, tsv, tsv_parse, tsv_rows, unreadable};
 use crate::clickhouse::ClickhouseConfig;
 
 /// Links listed per day.
@@ -92,19 +92,11 @@ pub fn lists_sql(first: Date, end: Date) -> String {
 pub async fn day_states(clickhouse: &ClickhouseConfig, first: Date, end: Date) -> Result<Vec<DayState>, ReportError> {
     let (totals_sql, lists_sql) = (day_totals_sql(first, end), lists_sql(first, end));
     let (totals, lists) = tokio::try_join!(tsv(clickhouse, &totals_sql), tsv(clickhouse, &lists_sql))?;
-    let corrupt = |line: &str| crate::SinkError::Corrupt {
-        key: "link_leaders_daily".into(),
-        reason: format!("unreadable row `{line}`"),
-    };
-    let row = |line: &str| -> Option<(Date, Vec<u64>)> {
-        let mut fields = line.split('\t');
-        let day = fields.next()?.parse().ok()?;
-        Some((day, fields.map(|f| f.parse().ok()).collect::<Option<_>>()?))
-    };
+    const SOURCE: &str = "link_leaders_daily";
     let mut states = std::collections::BTreeMap::new();
-    for line in totals.lines().filter(|l| !l.is_empty()) {
-        let Some((day, numbers)) = row(line) else { return Err(corrupt(line).into()) };
-        let [clicks, humans] = numbers[..] else { return Err(corrupt(line).into()) };
+    for row in tsv_rows(SOURCE, &totals) {
+        let [day, clicks, humans] = row?;
+        let ([day], [clicks, humans]) = (tsv_parse::<Date, 1>(SOURCE, [day])?, tsv_parse(SOURCE, [clicks, humans])?);
         states.insert(
             day,
             DayState {
@@ -124,9 +116,11 @@ pub async fn day_states(clickhouse: &ClickhouseConfig, first: Date, end: Date) -
     // would let the report read one day's list as the other's, so neither is used.
     let mut days_of_version: std::collections::HashMap<u64, Vec<Date>> = std::collections::HashMap::new();
     let mut newest: std::collections::BTreeMap<Date, [u64; 6]> = std::collections::BTreeMap::new();
-    for line in lists.lines().filter(|l| !l.is_empty()) {
-        let Some((day, numbers)) = row(line) else { return Err(corrupt(line).into()) };
-        let [version, listed, rows, clicks, humans, floor] = numbers[..] else { return Err(corrupt(line).into()) };
+    for row in tsv_rows(SOURCE, &lists) {
+        let [day, version, listed, rows, clicks, humans, floor] = row?;
+        let [day] = tsv_parse::<Date, 1>(SOURCE, [day])?;
+        let [version, listed, rows, clicks, humans, floor] =
+            tsv_parse(SOURCE, [version, listed, rows, clicks, humans, floor])?;
         days_of_version.entry(version).or_default().push(day);
         if newest.get(&day).is_none_or(|n| n[0] < version) {
             newest.insert(day, [version, listed, rows, clicks, humans, floor]);
@@ -370,28 +364,16 @@ pub async fn top_links(clickhouse: &ClickhouseConfig, plan: &Plan, limit: usize)
     let asked = (4 * limit).max(200);
     let text = tsv(clickhouse, &bounds_sql(plan, &usable, asked)).await?;
     let floors = usable.floors();
-    let corrupt = |line: &str| crate::SinkError::Corrupt {
-        key: format!("report {}", plan.report.name()),
-        reason: format!("unreadable row `{line}`"),
-    };
+    let source = format!("report {}", plan.report.name());
     let mut rows = Vec::new();
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        let fields: Vec<&str> = line.split('\t').collect();
-        let parsed = match fields[..] {
-            [id, code, lower, clicks, listed_floors] => (|| {
-                let lower: u64 = lower.parse().ok()?;
-                let listed_floors: u64 = listed_floors.parse().ok()?;
-                Some(Bounds {
-                    link_id: id.parse().ok()?,
-                    code: super::unescape(code),
-                    lower,
-                    clicks: clicks.parse().ok()?,
-                    upper: lower + floors.checked_sub(listed_floors)?,
-                })
-            })(),
-            _ => None,
-        };
-        rows.push(parsed.ok_or_else(|| corrupt(line))?);
+    for row in tsv_rows(&source, &text) {
+        let fields = row?;
+        let [id, code, lower, clicks, listed_floors] = fields;
+        let [link_id, lower, clicks, listed_floors] = tsv_parse(&source, [id, lower, clicks, listed_floors])?;
+        // A link on more lists than the range has: not a row this query gives.
+        let upper = floors.checked_sub(listed_floors).map(|extra| lower + extra);
+        let upper = upper.ok_or_else(|| unreadable(&source, &fields.join("\t")))?;
+        rows.push(Bounds { link_id, code: super::unescape(code), lower, clicks, upper });
     }
     let Some(mut contenders) = contenders(rows, asked, floors, usable.complete, limit) else { return Ok(None) };
     // A contender on every list (or left out only of lists that hold every link of their day)
@@ -400,9 +382,8 @@ pub async fn top_links(clickhouse: &ClickhouseConfig, plan: &Plan, limit: usize)
     if !inexact.is_empty() {
         let text = tsv(clickhouse, &exact_sql(plan, &inexact)).await?;
         let mut exact = std::collections::HashMap::new();
-        for line in text.lines().filter(|l| !l.is_empty()) {
-            let fields: Vec<u64> = line.split('\t').filter_map(|f| f.parse().ok()).collect();
-            let [link_id, total, humans] = fields[..] else { return Err(corrupt(line).into()) };
+        for row in tsv_rows(&source, &text) {
+            let [link_id, total, humans] = tsv_parse(&source, row?)?;
             exact.insert(link_id, (total, humans));
         }
         for bounds in contenders.iter_mut().filter(|b| b.upper > b.lower) {

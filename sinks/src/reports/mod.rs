@@ -420,17 +420,12 @@ impl Plan {
     /// then the clicks of those codes only (the single query computes the codes once more for
     /// each table it reads clicks from).
     async fn conversions(&self, clickhouse: &ClickhouseConfig, attributed: &str) -> Result<Table, ReportError> {
-        let corrupt = |line: &str| SinkError::Corrupt {
-            key: format!("report {}", self.report.name()),
-            reason: format!("unreadable row `{line}`"),
-        };
+        let source = format!("report {}", self.report.name());
         let mut top = Vec::new();
-        for line in tsv(clickhouse, attributed).await?.lines().filter(|l| !l.is_empty()) {
-            let fields: Vec<&str> = line.split('\t').collect();
-            let [code, currency, orders, revenue] = fields[..] else { return Err(corrupt(line).into()) };
-            let (Ok(orders), Ok(revenue)) = (orders.parse::<u64>(), revenue.parse::<i64>()) else {
-                return Err(corrupt(line).into());
-            };
+        for row in tsv_rows(&source, &tsv(clickhouse, attributed).await?) {
+            let [code, currency, orders, revenue] = row?;
+            let ([orders], [revenue]) =
+                (tsv_parse::<u64, 1>(&source, [orders])?, tsv_parse::<i64, 1>(&source, [revenue])?);
             top.push((unescape(code), unescape(currency), orders, revenue));
         }
         let mut codes: Vec<String> = top.iter().map(|(code, ..)| code.clone()).collect();
@@ -438,12 +433,9 @@ impl Plan {
         codes.dedup();
         let mut clicks = std::collections::HashMap::new();
         if !codes.is_empty() {
-            for line in tsv(clickhouse, &self.conversion_clicks_sql(&codes)).await?.lines().filter(|l| !l.is_empty()) {
-                let fields: Vec<&str> = line.split('\t').collect();
-                let [code, total, humans] = fields[..] else { return Err(corrupt(line).into()) };
-                let (Ok(total), Ok(humans)) = (total.parse::<u64>(), humans.parse::<u64>()) else {
-                    return Err(corrupt(line).into());
-                };
+            for row in tsv_rows(&source, &tsv(clickhouse, &self.conversion_clicks_sql(&codes)).await?) {
+                let [code, total, humans] = row?;
+                let [total, humans] = tsv_parse::<u64, 2>(&source, [total, humans])?;
                 clicks.insert(unescape(code), (total, humans));
             }
         }
@@ -539,6 +531,56 @@ impl Plan {
 /// `text` as a single-quoted SQL string literal.
 pub(crate) fn sql_string(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// What one [`rollup`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RolledUp {
+    /// The leading links of closed days.
+    pub links: leaders::Refreshed,
+    /// The new customers per hour.
+    pub customers: new_customers::Refreshed,
+}
+
+/// The rollups reports read besides the views: the leading links of each closed UTC day of
+/// the `days` before `now` ([`leaders::refresh`], `progress` hears of each day listed), then
+/// the new customers per hour ([`new_customers::refresh`]). Run by `runnel rollup` and by the
+/// processors every `RUNNEL_ROLLUP_INTERVAL_SECS`.
+pub async fn rollup(
+    clickhouse: &ClickhouseConfig,
+    now: Timestamp,
+    days: u32,
+    progress: impl FnMut(jiff::civil::Date, u64),
+) -> Result<RolledUp, ReportError> {
+    let links = leaders::refresh(clickhouse, now, days, progress).await?;
+    let customers = new_customers::refresh(clickhouse, now).await?;
+    Ok(RolledUp { links, customers })
+}
+
+/// The rows of a `TabSeparated` answer (empty lines skipped), each split into exactly `N`
+/// fields; a row with another count is [`unreadable`]. `source` names the table or report.
+pub(crate) fn tsv_rows<'a, const N: usize>(
+    source: &'a str,
+    text: &'a str,
+) -> impl Iterator<Item = Result<[&'a str; N], SinkError>> + 'a {
+    text.lines().filter(|l| !l.is_empty()).map(move |line| {
+        <[&str; N]>::try_from(line.split('\t').collect::<Vec<_>>()).map_err(|_| unreadable(source, line))
+    })
+}
+
+/// Each of `fields` parsed, or [`unreadable`] naming the row.
+pub(crate) fn tsv_parse<T: std::str::FromStr, const N: usize>(
+    source: &str,
+    fields: [&str; N],
+) -> Result<[T; N], SinkError> {
+    let bad = || unreadable(source, &fields.join("\t"));
+    let parsed: Vec<T> = fields.iter().map(|f| f.parse().ok()).collect::<Option<_>>().ok_or_else(bad)?;
+    parsed.try_into().map_err(|_| bad())
+}
+
+/// The error for a row of `source` that does not read as expected.
+pub(crate) fn unreadable(source: &str, line: &str) -> SinkError {
+    SinkError::Corrupt { key: source.into(), reason: format!("unreadable row `{line}`") }
 }
 
 /// Runs `sql` and returns its `TabSeparated` output.
@@ -783,6 +825,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn tsv_rows_take_exactly_their_fields_and_name_a_bad_row() {
+        let text = "a\t1\t2\n\nb\t3\t4\n";
+        let rows: Vec<[&str; 3]> = tsv_rows("t", text).collect::<Result<_, _>>().unwrap();
+        assert_eq!(rows, [["a", "1", "2"], ["b", "3", "4"]]);
+        assert_eq!(tsv_parse::<u64, 2>("t", [rows[1][1], rows[1][2]]).unwrap(), [3, 4]);
+        for bad in ["a\t1\n", "a\t1\t2\t3\n"] {
+            let error = tsv_rows::<3>("link_leaders_daily", bad).next().unwrap().unwrap_err().to_string();
+            assert!(error.contains("link_leaders_daily") && error.contains(bad.trim_end()), "{error}");
+        }
+        let error = tsv_parse::<u64, 2>("t", ["1", "x"]).unwrap_err().to_string();
+        assert!(error.contains("unreadable row `1\tx`"), "{error}");
     }
 
     #[test]

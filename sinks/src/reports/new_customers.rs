@@ -10,8 +10,7 @@
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-use super::{ReportError, tsv};
-use crate::SinkError;
+use super::{ReportError, tsv, tsv_parse, tsv_rows};
 use crate::clickhouse::ClickhouseConfig;
 
 /// The newest list and whether it still holds.
@@ -51,11 +50,8 @@ pub fn newest_sql() -> String {
 /// Reads [`newest_sql`]: `None` when there is no list.
 pub async fn newest(clickhouse: &ClickhouseConfig) -> Result<Option<List>, ReportError> {
     let text = tsv(clickhouse, &newest_sql()).await?;
-    let Some(line) = text.lines().find(|l| !l.is_empty()) else { return Ok(None) };
-    let corrupt =
-        || SinkError::Corrupt { key: "new_customers_hourly".into(), reason: format!("unreadable row `{line}`") };
-    let numbers: Vec<u64> = line.split('\t').map(|f| f.parse()).collect::<Result<_, _>>().map_err(|_| corrupt())?;
-    let [version, cutoff, paid_before, listed, rows, paid_now] = numbers[..] else { return Err(corrupt().into()) };
+    let Some(row) = tsv_rows::<6>("new_customers_hourly", &text).next() else { return Ok(None) };
+    let [version, cutoff, paid_before, listed, rows, paid_now] = tsv_parse("new_customers_hourly", row?)?;
     Ok(Some(List { version, cutoff: cutoff as i64, paid_before, listed, rows, paid_now }))
 }
 
