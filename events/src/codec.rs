@@ -22,10 +22,38 @@ pub fn encode_ndjson<'a, T: Serialize + 'a>(out: &mut Vec<u8>, events: impl Into
     }
 }
 
+/// The lines of a message: what `payload.split(|b| *b == b'\n')` gives (a trailing empty line
+/// after a final newline included), found with `memchr` a word at a time rather than a byte.
+pub fn lines(payload: &[u8]) -> Lines<'_> {
+    Lines { rest: Some(payload) }
+}
+
+/// The iterator [`lines`] returns.
+pub struct Lines<'a> {
+    rest: Option<&'a [u8]>,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.rest?;
+        match memchr::memchr(b'\n', rest) {
+            Some(end) => {
+                self.rest = Some(&rest[end + 1..]);
+                Some(&rest[..end])
+            }
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
+        }
+    }
+}
+
 /// Decodes every non-empty line of `payload` as one event.
 pub fn decode_ndjson<T: DeserializeOwned>(payload: &[u8]) -> impl Iterator<Item = Result<T, DecodeError>> + '_ {
-    payload
-        .split(|b| *b == b'\n')
+    lines(payload)
         .enumerate()
         .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
         .map(|(i, line)| serde_json::from_slice(line).map_err(|source| DecodeError { line: i + 1, source }))
@@ -51,6 +79,14 @@ mod tests {
             country: String::new(),
             q: String::new(),
             utm: None,
+        }
+    }
+
+    #[test]
+    fn lines_are_what_splitting_at_newlines_gives() {
+        for payload in [&b""[..], b"\n", b"a", b"a\n", b"a\nb", b"\n\na\n\nbc\n", b"{\"x\":1}\r\n{}\n\n"] {
+            let split: Vec<&[u8]> = payload.split(|b| *b == b'\n').collect();
+            assert_eq!(lines(payload).collect::<Vec<_>>(), split, "{payload:?}");
         }
     }
 

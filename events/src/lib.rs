@@ -16,7 +16,7 @@ pub mod producer;
 
 pub use click::{ClickEvent, ClickRef, MAX_QUERY_BYTES, capped_query};
 pub use click_line::ClickLine;
-pub use codec::{DecodeError, decode_ndjson, encode_ndjson};
+pub use codec::{DecodeError, Lines, decode_ndjson, encode_ndjson, lines};
 pub use id::{EPOCH_MS, EventIdGenerator, event_id_millis};
 pub use link::{LinkEvent, LinkOp, Utm};
 pub use order::{FieldError, LineItem, OrderEvent, OrderStatus, Totals, decode_order};

@@ -52,8 +52,7 @@ fn lines<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<Vec<(usize, &'a [u8]
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match essence.as_str() {
         "application/json" => Ok(vec![(1, body)]),
-        "application/x-ndjson" | "application/ndjson" | "application/jsonlines" => Ok(body
-            .split(|b| *b == b'\n')
+        "application/x-ndjson" | "application/ndjson" | "application/jsonlines" => Ok(events::lines(body)
             .enumerate()
             .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
             .map(|(i, line)| (i + 1, line))

@@ -457,7 +457,7 @@ impl<S: Source> Pipeline<S> {
         }
         self.batch.add_message(partition, offset, payload.len());
         let mut decoded = 0u64;
-        for (index, line) in payload.split(|b| *b == b'\n').enumerate() {
+        for (index, line) in events::lines(&payload).enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
