@@ -437,7 +437,11 @@ fn prometheus() -> anyhow::Result<PrometheusHandle> {
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A log line that cannot be written (stderr on a full disk, a closed pipe) is dropped:
+    // tracing-subscriber would otherwise report it with `eprintln!`, which panics when stderr
+    // fails too, and an edge would stop redirecting for want of log space.
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false);
     match format {
         LogFormat::Text => builder.init(),
         // Each line carries the fields of its spans: `request_id` and `route` for the edge's

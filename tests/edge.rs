@@ -428,3 +428,23 @@ async fn the_redirect_fast_path_answers_exactly_as_the_router_does() {
     assert_eq!(post.status(), 405, "other methods still reach the router");
     assert_eq!(get(&env, "/healthz").await.status(), 200, "routes named like codes are the router's");
 }
+
+/// An edge whose log cannot be written (its stderr on a full disk) goes on serving and
+/// stopping cleanly: log lines are dropped. tracing-subscriber reports a failed write with
+/// `eprintln!`, which panics when stderr fails too; the edge used to exit at its first line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_whose_log_cannot_be_written_keeps_serving() {
+    let mut env = TestEnv::new("logfull");
+    env.prepare();
+    env.set("RUST_LOG", "debug"); // a line for every request
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    // No log to show if it fails: reading /dev/full never ends.
+    let mut edge = env.spawn_edge_writing_to(env.edge_port, full, env.logs.join("no-log")).await;
+    let (code, _) = create_link(&env, "https://example.com/no-log-space").await;
+    for _ in 0..50 {
+        assert_eq!(get(&env, &format!("/{code}")).await.status(), 302);
+    }
+    assert_eq!(get(&env, "/no-such-link").await.status(), 404);
+    assert!(edge.child.try_wait().unwrap().is_none(), "the edge exited");
+    assert!(edge.terminate().success(), "the edge did not stop cleanly");
+}

@@ -199,6 +199,12 @@ impl TestEnv {
     pub async fn spawn_edge_at(&self, port: u16) -> Proc {
         let log = self.logs.join(format!("edge-{port}-{}.log", rand::rng().random::<u32>()));
         let file = std::fs::File::create(&log).unwrap();
+        self.spawn_edge_writing_to(port, file, log).await
+    }
+
+    /// Starts an edge on `port` with its output going to `output` (`log` names it in failures).
+    pub async fn spawn_edge_writing_to(&self, port: u16, output: std::fs::File, log: PathBuf) -> Proc {
+        let file = output;
         let child = self
             .command(&["edge"])
             .env("RUNNEL_EDGE_ADDR", format!("127.0.0.1:{port}"))
