@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use events::{ClickRef, LinkEvent, SCHEMA_VERSION};
 
 use crate::ApiError;
-use crate::client::{client_ip, country, truncate_ip};
+use crate::client::{client_ip, country, ip_text, truncate_ip};
 use crate::limits::Class;
 use crate::server::{AppState, RequestId};
 
@@ -91,7 +91,8 @@ pub(crate) async fn answer(
 
     if state.capture_clicks {
         let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let ip = if state.store_full_ip { ip } else { truncate_ip(ip) }.to_string();
+        let mut ip_buf = [0u8; 48];
+        let ip = ip_text(if state.store_full_ip { ip } else { truncate_ip(ip) }, &mut ip_buf);
         let country = country(headers, &state.country_header);
         state.producers.send_click(&ClickRef {
             v: SCHEMA_VERSION,
@@ -103,7 +104,7 @@ pub(crate) async fn answer(
             ua: text(header::USER_AGENT),
             referrer: text(header::REFERER),
             lang: text(header::ACCEPT_LANGUAGE),
-            ip: &ip,
+            ip,
             country: &country,
             q: events::capped_query(query.unwrap_or("")),
             utm: (!link.utm.is_empty()).then_some(&link.utm),
