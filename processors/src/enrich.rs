@@ -9,7 +9,7 @@ use std::sync::Arc;
 use events::{ClickLine, Utm};
 use foldhash::HashMap;
 use sha2::{Digest, Sha256};
-use sinks::clickhouse::ClickRow;
+use sinks::clickhouse::ClickRowRef;
 use siphasher::sip::SipHasher13;
 
 /// Substrings of user agents that crawlers, link-preview fetchers and HTTP libraries send,
@@ -255,7 +255,7 @@ impl Enricher {
     }
 
     /// Country and city from the GeoIP database, else the edge's CDN country.
-    fn place(&self, ip: &str, cdn_country: &str) -> (String, String) {
+    fn place<'a>(&self, ip: &str, cdn_country: &'a str) -> (Cow<'a, str>, Cow<'a, str>) {
         let found = self.geo.as_ref().zip(ip.parse::<IpAddr>().ok()).and_then(|(reader, ip)| {
             let city = reader.lookup(ip).ok()?.decode::<maxminddb::geoip2::City<'_>>().ok()??;
             let country = city.country.iso_code.unwrap_or_default().to_string();
@@ -263,8 +263,8 @@ impl Enricher {
             Some((country, name))
         });
         match found {
-            Some((country, city)) if !country.is_empty() => (country, city),
-            _ => (cdn_country.to_string(), String::new()),
+            Some((country, city)) if !country.is_empty() => (Cow::Owned(country), Cow::Owned(city)),
+            _ => (Cow::Borrowed(cdn_country), Cow::Borrowed("")),
         }
     }
 
@@ -291,14 +291,28 @@ impl Enricher {
     }
 
     /// The row stored for `event`, read from `partition` at `offset`.
-    pub(crate) fn click_row(&mut self, event: &ClickLine<'_>, partition: i32, offset: i64) -> ClickRow {
+    /// The enriched row of `event` (read from `partition` at `offset`), owned.
+    #[cfg(test)]
+    pub(crate) fn click_row(
+        &mut self,
+        event: &ClickLine<'_>,
+        partition: i32,
+        offset: i64,
+    ) -> sinks::clickhouse::ClickRow {
+        self.with_click_row(event, partition, offset, |row| row.to_row())
+    }
+
+    /// `use_row` of the enriched row of `event`, borrowed from the event and the parse caches:
+    /// the processor encodes it at once, so making a row copies no text.
+    pub(crate) fn with_click_row<T>(
+        &mut self,
+        event: &ClickLine<'_>,
+        partition: i32,
+        offset: i64,
+        use_row: impl FnOnce(&ClickRowRef<'_>) -> T,
+    ) -> T {
         let agent = cached(&mut self.agents, &event.ua, || parse_agent(&self.parser, &event.ua));
-        let method = match event.method.as_ref() {
-            "GET" => Cow::Borrowed("GET"),
-            "HEAD" => Cow::Borrowed("HEAD"),
-            other => Cow::Owned(other.to_string()),
-        };
-        let bot = agent.bot || method == "HEAD";
+        let bot = agent.bot || event.method == "HEAD";
         let (country, city) = self.place(&event.ip, &event.country);
         let (referrer_host, referrer_channel) = cached(&mut self.referrers, &event.referrer, || {
             let (host, channel) = referrer(&event.referrer);
@@ -309,33 +323,34 @@ impl Enricher {
             "search" | "social" | "email" => referrer_channel,
             _ => medium_channel(&utm_medium).unwrap_or(referrer_channel),
         };
-        ClickRow {
+        let visitor_id = self.visitor_id(event.ts, &event.ip, &event.ua);
+        use_row(&ClickRowRef {
             event_id: event.id,
             ts: (event.ts / 1000) as u32,
             link_id: event.link_id,
-            visitor_id: self.visitor_id(event.ts, &event.ip, &event.ua),
+            code: &event.code,
+            method: &event.method,
+            user_agent: &event.ua,
+            referrer: &event.referrer,
+            accept_language: &event.lang,
+            ip: if self.store_ip { &event.ip } else { "" },
+            country: &country,
+            city: &city,
+            browser: &agent.browser,
+            os: &agent.os,
+            device: if bot { "bot" } else { agent.device },
+            referrer_host: &referrer_host,
+            channel,
+            utm_source: &utm_source,
+            utm_medium: &utm_medium,
+            utm_campaign: &utm_campaign,
+            utm_term: &utm_term,
+            utm_content: &utm_content,
+            visitor_id,
             is_bot: u8::from(bot),
-            device: Cow::Borrowed(if bot { "bot" } else { agent.device }),
-            browser: agent.browser,
-            os: agent.os,
-            code: event.code.to_string(),
-            method,
-            user_agent: event.ua.to_string(),
-            referrer: event.referrer.to_string(),
-            referrer_host,
-            channel: Cow::Borrowed(channel),
-            accept_language: event.lang.to_string(),
-            ip: if self.store_ip { event.ip.to_string() } else { String::new() },
-            country,
-            city,
-            utm_source,
-            utm_medium,
-            utm_campaign,
-            utm_term,
-            utm_content,
             kafka_partition: partition,
             kafka_offset: offset,
-        }
+        })
     }
 }
 
@@ -486,8 +501,8 @@ mod tests {
 
         let enricher = Enricher::new([0; 32], Some(open_geoip(&path).unwrap()), false);
         assert_eq!(enricher.place("192.0.2.0", "FR"), ("DE".into(), "Berlin".into()));
-        assert_eq!(enricher.place("198.51.100.0", "FR"), ("FR".into(), String::new()), "not in the database");
-        assert_eq!(enricher.place("", ""), (String::new(), String::new()));
+        assert_eq!(enricher.place("198.51.100.0", "FR"), ("FR".into(), "".into()), "not in the database");
+        assert_eq!(enricher.place("", ""), ("".into(), "".into()));
         let error = open_geoip(&dir.join("missing.mmdb")).unwrap_err().to_string();
         assert!(error.contains("missing.mmdb"), "{error}");
         std::fs::remove_dir_all(dir).unwrap();

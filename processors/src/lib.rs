@@ -96,7 +96,7 @@ pub async fn run(
         };
         let run: std::pin::Pin<Box<dyn Future<Output = Result<(), ProcessError>> + '_>> = match pipeline {
             Pipeline::Clicks => {
-                let clicks = Clicks { enricher: enricher.take().expect("made for the clicks pipeline") };
+                let clicks = Clicks::new(enricher.take().expect("made for the clicks pipeline"));
                 Box::pin(pipeline::run(clicks, config, counters.clone().expect("connected"), shutdown))
             }
             Pipeline::Orders => Box::pin(pipeline::run(Orders, config, counters.clone().expect("connected"), shutdown)),

@@ -3,7 +3,11 @@
 //! because anything can write to a topic, and sends what fails to the dead-letter topic.
 
 use events::{OrderEvent, decode_order};
-use sinks::clickhouse::OrderRow;
+use std::path::PathBuf;
+
+use sinks::SinkError;
+use sinks::archive::Archive;
+use sinks::clickhouse::{ClickhouseWriter, OrderRow};
 use sinks::redis::CounterUpdates;
 
 use crate::batch::Stored;
@@ -86,6 +90,24 @@ impl Source for Orders {
         let items: Vec<(&str, u32)> =
             row.item_product_id.iter().map(String::as_str).zip(row.item_quantity.iter().copied()).collect();
         updates.order(u64::from(row.ts), &row.status, &row.currency, row.total, &items);
+    }
+
+    fn insert<'a>(
+        writer: &'a ClickhouseWriter,
+        token: &'a str,
+        rows: &'a [&'a OrderRow],
+    ) -> impl Future<Output = Result<(), SinkError>> + Send + 'a {
+        writer.insert(Self::TABLE, Some(token), rows.iter().copied())
+    }
+
+    fn archive(
+        archive: &Archive,
+        topic: &str,
+        partition: i32,
+        (first, last): (i64, i64),
+        rows: &[(u32, &OrderRow)],
+    ) -> Result<Vec<PathBuf>, SinkError> {
+        archive.write(topic, partition, first, last, rows)
     }
 }
 

@@ -24,7 +24,6 @@ use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use serde::Serialize;
 use sinks::Fences;
 use sinks::archive::Archive;
 use sinks::clickhouse::ClickhouseWriter;
@@ -49,13 +48,7 @@ pub(crate) trait Source: Send {
     /// The raw ClickHouse table.
     const TABLE: &'static str;
     /// One stored event.
-    type Row: Stored
-        + clickhouse::RowOwned
-        + clickhouse::RowWrite
-        + Serialize
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync;
+    type Row: Stored + Send + Sync;
 
     /// The topic read.
     fn topic(topics: &events::kafka::Topics) -> String;
@@ -64,6 +57,21 @@ pub(crate) trait Source: Send {
     fn row(&mut self, line: &[u8], partition: i32, offset: i64) -> Result<Self::Row, (&'static str, String)>;
     /// Adds the row's counter updates.
     fn tally(row: &Self::Row, updates: &mut CounterUpdates);
+    /// Inserts `rows` into [`Source::TABLE`] in one INSERT named by `token`.
+    fn insert<'a>(
+        writer: &'a ClickhouseWriter,
+        token: &'a str,
+        rows: &'a [&'a Self::Row],
+    ) -> impl Future<Output = Result<(), sinks::SinkError>> + Send + 'a;
+    /// Writes `rows` (each with its event time), read from offsets `first..=last` of `topic`'s
+    /// `partition`, to the Parquet archive.
+    fn archive(
+        archive: &Archive,
+        topic: &str,
+        partition: i32,
+        offsets: (i64, i64),
+        rows: &[(u32, &Self::Row)],
+    ) -> Result<Vec<std::path::PathBuf>, sinks::SinkError>;
 }
 
 /// Longest a partition change waits to be acted on while no message arrives.
@@ -609,7 +617,9 @@ async fn store_in_archive<S: Source>(
         let rows: Vec<(u32, &S::Row)> = batch.rows_in(partition, floor).map(|r| (r.event_time(), r)).collect();
         // Encoding and file writes block: off the async workers.
         with_backoff_until(S::NAME, "archive", retry, || {
-            std::future::ready(tokio::task::block_in_place(|| archive.write(topic, partition, floor + 1, last, &rows)))
+            std::future::ready(tokio::task::block_in_place(|| {
+                S::archive(archive, topic, partition, (floor + 1, last), &rows)
+            }))
         })
         .await?;
         written += rows.len() as u64;
@@ -636,7 +646,7 @@ async fn store_in_clickhouse<S: Source>(
             return Ok(0);
         }
         let token = dedup_token(topic, &rows);
-        match clickhouse.insert(S::TABLE, Some(&token), rows.iter().copied()).await {
+        match S::insert(clickhouse, &token, &rows).await {
             Ok(()) => {
                 let count = rows.len();
                 let mut stored = Fences::new();

@@ -7,11 +7,13 @@
 mod cluster;
 mod config;
 mod migrate;
+mod row_binary;
 mod stats;
 mod writer;
 
 pub use cluster::{Placeholders, cluster_migrations, clusterize};
 pub use config::ClickhouseConfig;
 pub use migrate::{ApplyReport, Deferred, Migration, MigrationPlan, Migrator, ServerVersion, Statement};
+pub use row_binary::{CLICK_COLUMNS, ClickRowRef};
 pub use stats::{DailyStats, daily_stats};
 pub use writer::{ClickRow, ClickhouseWriter, DEDUP_TOKENS_SINCE, LinkRow, OrderRow, dedup_settings};
