@@ -246,7 +246,7 @@ mod tests {
     }
 
     #[test]
-    fn every_line_the_edge_writes_decodes_as_serde_json_decodes_it() {
+    fn every_line_the_edge_writes_is_serde_jsons_and_decodes_as_serde_json_decodes_it() {
         let mut rng = Rng(0x5eed);
         let mut fast = 0;
         for i in 0..20_000 {
@@ -269,6 +269,10 @@ mod tests {
             };
             let mut line = Vec::new();
             event.encode_line(&mut line);
+            // The edge's hand-written encoding is serde_json's, byte for byte.
+            let mut expected = serde_json::to_vec(&event).unwrap();
+            expected.push(b'\n');
+            assert_eq!(String::from_utf8_lossy(&line), String::from_utf8_lossy(&expected));
             line.pop();
             assert!(agree(&line).is_some(), "the edge's own line decodes: {}", String::from_utf8_lossy(&line));
             fast += usize::from(Reader::new(&line).click().is_some());
