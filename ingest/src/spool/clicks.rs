@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use events::producer::PolledProducer;
 use events::{ClickEvent, ClickRef};
@@ -58,6 +58,37 @@ struct Shared {
     max_bytes: u64,
     bytes: AtomicU64,
     wake: tokio::sync::Notify,
+    /// Dropped clicks are logged at most once a second: a full disk drops every click.
+    drop_log: Throttle,
+}
+
+/// Lets a repeated log line through at most once per `every`, saying how many were held back.
+struct Throttle {
+    every: Duration,
+    /// When a line last went through, and how many were held back since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Throttle {
+    fn new(every: Duration) -> Self {
+        Self { every, state: Mutex::new((None, 0)) }
+    }
+
+    /// At `now`: `Some(held back since the last line)` when a line may go out, else `None`.
+    fn allow(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().expect("not poisoned");
+        match state.0 {
+            Some(last) if now.duration_since(last) < self.every => {
+                state.1 += 1;
+                None
+            }
+            _ => {
+                let held = std::mem::take(&mut state.1);
+                state.0 = Some(now);
+                Some(held)
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -73,6 +104,13 @@ impl Shared {
         let size = payload.len() as u64 + 8;
         if self.bytes.load(Ordering::Relaxed) + size > self.max_bytes {
             counter!(CLICKS_DROPPED_TOTAL, "reason" => "spool_full").increment(1);
+            if let Some(since) = self.drop_log.allow(Instant::now()) {
+                tracing::error!(
+                    max_bytes = self.max_bytes,
+                    dropped_since_last_line = since,
+                    "the click spool is full; clicks are dropped"
+                );
+            }
             return false;
         }
         let written = self.writer.lock().expect("not poisoned").append(payload);
@@ -83,8 +121,15 @@ impl Shared {
                 true
             }
             Err(error) => {
-                tracing::error!(%error, dir = %self.dir.display(), "cannot write the click spool; click dropped");
                 counter!(CLICKS_DROPPED_TOTAL, "reason" => "spool_error").increment(1);
+                if let Some(since) = self.drop_log.allow(Instant::now()) {
+                    tracing::error!(
+                        %error,
+                        dir = %self.dir.display(),
+                        dropped_since_last_line = since,
+                        "cannot write the click spool; clicks are dropped"
+                    );
+                }
                 false
             }
         }
@@ -93,11 +138,10 @@ impl Shared {
 
 impl Shared {
     /// Spools every line of an NDJSON batch as its own record.
-    fn append_lines(&self, batch: &[u8], why: &str) {
+    fn append_lines(&self, batch: &[u8]) {
         for line in batch.split_inclusive(|b| *b == b'\n').filter(|l| l.len() > 1) {
-            if !self.append(line) {
-                tracing::error!(why, "click event lost");
-            }
+            // A click the spool cannot take is counted and logged (at most once a second) there.
+            self.append(line);
         }
     }
 }
@@ -132,8 +176,9 @@ impl ProducerContext for ClickContext {
             // A direct batch that did not make it (purged while spooling starts, or failed):
             // its clicks go to the spool, one record each, to be replayed.
             Err((error, message)) => {
+                tracing::debug!(%error, "a click batch was not delivered; spooling its clicks");
                 self.shared.start_spooling("delivery failed");
-                self.shared.append_lines(message.payload().unwrap_or_default(), &error.to_string());
+                self.shared.append_lines(message.payload().unwrap_or_default());
             }
         }
     }
@@ -172,6 +217,7 @@ impl ClickPath {
             max_bytes,
             bytes: AtomicU64::new(bytes),
             wake: tokio::sync::Notify::new(),
+            drop_log: Throttle::new(Duration::from_secs(1)),
         });
         gauge!(SPOOL_BYTES).set(bytes as f64);
         if !leftover.is_empty() {
@@ -229,7 +275,7 @@ impl ClickPath {
         // Spooling started since these clicks were batched: they go to the spool, not to a
         // memory queue a crash would lose.
         if self.shared.spooling.load(Ordering::SeqCst) {
-            self.shared.append_lines(&batch, "spooling");
+            self.shared.append_lines(&batch);
             return;
         }
         let record = BaseRecord::with_opaque_to(&self.topic, DIRECT).partition(partition as i32).payload(&batch);
@@ -240,7 +286,7 @@ impl ClickPath {
                 "produce failed"
             };
             self.shared.start_spooling(reason);
-            self.shared.append_lines(&batch, reason);
+            self.shared.append_lines(&batch);
         } else if self.shared.spooling.load(Ordering::SeqCst) {
             // Spooling started while this batch was handed over: have it purged into the spool.
             self.shared.wake.notify_one();
@@ -389,6 +435,19 @@ impl ClickPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dropped_clicks_are_logged_once_a_second_with_how_many_were_held_back() {
+        let throttle = Throttle::new(Duration::from_secs(1));
+        let start = Instant::now();
+        assert_eq!(throttle.allow(start), Some(0), "the first drop is logged");
+        for ms in [1, 10, 500, 999] {
+            assert_eq!(throttle.allow(start + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(throttle.allow(start + Duration::from_millis(1000)), Some(4));
+        assert_eq!(throttle.allow(start + Duration::from_millis(1500)), None);
+        assert_eq!(throttle.allow(start + Duration::from_secs(5)), Some(1));
+    }
 
     #[test]
     fn a_links_clicks_always_land_in_one_partition_spread_over_all() {
