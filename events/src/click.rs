@@ -96,8 +96,9 @@ pub fn capped_query(query: &str) -> &str {
 
 impl ClickRef<'_> {
     /// Appends the event as one NDJSON line: the bytes `serde_json` writes for it, written field
-    /// by field without serde's machinery, once per redirect (`click_line`'s tests compare the two on 20,000 generated events). The
-    /// layout is the one [`crate::ClickLine::decode`] reads fastest.
+    /// by field without serde's machinery, once per redirect (`click_line`'s tests compare the
+    /// two on 20,000 generated events). The layout is the one [`crate::ClickLine::decode`]
+    /// reads fastest.
     pub fn encode_line(&self, out: &mut Vec<u8>) {
         let mut digits = itoa::Buffer::new();
         out.extend_from_slice(b"{\"v\":");

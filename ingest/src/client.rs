@@ -52,8 +52,6 @@ pub(crate) fn truncate_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// A two-letter country code from the configured header, upper-cased; empty when absent or
-/// not a country code (CDNs send `XX` or `T1` for unknown and Tor).
 /// `ip` as its `Display` text, written into `buf` without allocating: IPv4 (nearly every
 /// click) octet by octet, IPv6 through `Display`.
 pub(crate) fn ip_text(ip: IpAddr, buf: &mut [u8; 48]) -> &str {
@@ -83,6 +81,8 @@ pub(crate) fn ip_text(ip: IpAddr, buf: &mut [u8; 48]) -> &str {
     std::str::from_utf8(&buf[..len]).unwrap_or_default()
 }
 
+/// A two-letter country code from the configured header, upper-cased; empty when absent or
+/// not a country code (CDNs send `XX` or `T1` for unknown and Tor).
 pub(crate) fn country(headers: &HeaderMap, header: &str) -> String {
     if header.is_empty() {
         return String::new();
@@ -99,6 +99,8 @@ pub(crate) fn country(headers: &HeaderMap, header: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn ip_text_is_the_display_text() {
         let mut buf = [0u8; 48];
@@ -116,11 +118,9 @@ mod tests {
             "fe80::1:2:3:4",
         ] {
             let ip: std::net::IpAddr = ip.parse().unwrap();
-            assert_eq!(super::ip_text(ip, &mut buf), ip.to_string());
+            assert_eq!(ip_text(ip, &mut buf), ip.to_string());
         }
     }
-
-    use super::*;
 
     fn xff(value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();

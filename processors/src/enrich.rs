@@ -290,8 +290,7 @@ impl Enricher {
         hasher.finish()
     }
 
-    /// The row stored for `event`, read from `partition` at `offset`.
-    /// The enriched row of `event` (read from `partition` at `offset`), owned.
+    /// The row stored for `event`, read from `partition` at `offset`, owned.
     #[cfg(test)]
     pub(crate) fn click_row(
         &mut self,

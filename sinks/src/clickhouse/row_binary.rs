@@ -8,9 +8,6 @@
 //! (a test checks it against the `Row` derive, and another that the server reads the bytes as
 //! the derive's INSERT writes them).
 
-use std::borrow::Cow;
-use std::sync::Arc;
-
 use super::ClickRow;
 
 /// The `clicks` columns a row's bytes hold, in order.
@@ -118,36 +115,29 @@ impl ClickRowRef<'_> {
             event_id: self.event_id,
             ts: self.ts,
             link_id: self.link_id,
-            code: self.code.to_string(),
-            method: static_or_owned(self.method, &["GET", "HEAD"]),
-            user_agent: self.user_agent.to_string(),
-            referrer: self.referrer.to_string(),
-            accept_language: self.accept_language.to_string(),
-            ip: self.ip.to_string(),
-            country: self.country.to_string(),
-            city: self.city.to_string(),
-            browser: Arc::from(self.browser),
-            os: Arc::from(self.os),
-            device: static_or_owned(self.device, &["desktop", "mobile", "tablet", "bot", "other"]),
-            referrer_host: Arc::from(self.referrer_host),
-            channel: static_or_owned(self.channel, &["direct", "search", "social", "email", "other"]),
-            utm_source: self.utm_source.to_string(),
-            utm_medium: self.utm_medium.to_string(),
-            utm_campaign: self.utm_campaign.to_string(),
-            utm_term: self.utm_term.to_string(),
-            utm_content: self.utm_content.to_string(),
+            code: self.code.into(),
+            method: self.method.into(),
+            user_agent: self.user_agent.into(),
+            referrer: self.referrer.into(),
+            accept_language: self.accept_language.into(),
+            ip: self.ip.into(),
+            country: self.country.into(),
+            city: self.city.into(),
+            browser: self.browser.into(),
+            os: self.os.into(),
+            device: self.device.into(),
+            referrer_host: self.referrer_host.into(),
+            channel: self.channel.into(),
+            utm_source: self.utm_source.into(),
+            utm_medium: self.utm_medium.into(),
+            utm_campaign: self.utm_campaign.into(),
+            utm_term: self.utm_term.into(),
+            utm_content: self.utm_content.into(),
             visitor_id: self.visitor_id,
             is_bot: self.is_bot,
             kafka_partition: self.kafka_partition,
             kafka_offset: self.kafka_offset,
         }
-    }
-}
-
-fn static_or_owned(text: &str, known: &[&'static str]) -> Cow<'static, str> {
-    match known.iter().find(|k| **k == text) {
-        Some(k) => Cow::Borrowed(k),
-        None => Cow::Owned(text.to_string()),
     }
 }
 

@@ -1,18 +1,14 @@
 //! Inserts raw click rows, each carrying its Kafka partition and offset, and reads the offset
 //! fence the same INSERT advances (through `_clicks_offsets_mv`, which sorts before every other view: 0008).
 
-use std::borrow::Cow;
-use std::sync::Arc;
-
 use clickhouse::{Client, Row};
 use serde::Serialize;
 
 use super::ClickhouseConfig;
 use crate::{Fences, SinkError};
 
-/// One row of the `clicks` table. Text from a fixed set (method, device, channel) is static, and
-/// what a parse cache hands to many rows (browser, OS, referrer host) is shared, so building a
-/// row allocates only for the event's own text.
+/// One row of the `clicks` table, owned. The processor writes rows as [`super::ClickRowRef`]
+/// straight to `RowBinary`; this form is for the archive and for tests.
 #[derive(Clone, Debug, Default, Row, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct ClickRow {
     /// Event id from the edge.
@@ -24,7 +20,7 @@ pub struct ClickRow {
     /// Short code requested.
     pub code: String,
     /// `GET` or `HEAD`.
-    pub method: Cow<'static, str>,
+    pub method: String,
     /// `User-Agent`.
     pub user_agent: String,
     /// `Referer`.
@@ -38,15 +34,15 @@ pub struct ClickRow {
     /// City (English name) from the GeoIP database, empty when unknown.
     pub city: String,
     /// Browser family (`Chrome`, `Safari`, …; `UNKNOWN` when not recognised).
-    pub browser: Arc<str>,
+    pub browser: String,
     /// Operating system (`Windows 10`, `iPhone`, `Android`, …).
-    pub os: Arc<str>,
+    pub os: String,
     /// `desktop`, `mobile`, `tablet`, `bot` or `other`.
-    pub device: Cow<'static, str>,
+    pub device: String,
     /// The referrer's host without `www.`, empty for none.
-    pub referrer_host: Arc<str>,
+    pub referrer_host: String,
     /// `direct`, `search`, `social`, `email` or `other`.
-    pub channel: Cow<'static, str>,
+    pub channel: String,
     /// Campaign fields: the request's `utm_*` parameters, else the link's.
     pub utm_source: String,
     /// `utm_medium`.
@@ -239,17 +235,7 @@ impl ClickhouseWriter {
     where
         R: clickhouse::RowOwned + clickhouse::RowWrite + Serialize + 'a,
     {
-        let deduplicated;
-        let client = match token {
-            Some(token) if self.dedup_tokens => {
-                deduplicated = dedup_settings(token)
-                    .into_iter()
-                    .fold(self.client.clone(), |client, (name, value)| client.with_setting(name, value));
-                &deduplicated
-            }
-            _ => &self.client,
-        };
-        let mut insert = client.insert::<R>(table).await.map_err(|e| self.config.error(e))?;
+        let mut insert = self.client_for(token).insert::<R>(table).await.map_err(|e| self.config.error(e))?;
         for row in rows {
             insert.write(row).await.map_err(|e| self.config.error(e))?;
         }
@@ -268,14 +254,8 @@ impl ClickhouseWriter {
         // Sent in chunks of a size the allocator keeps reusing: one body of the whole batch
         // (megabytes) would be fresh memory from the kernel, zeroed page by page, every time.
         const CHUNK_BYTES: usize = 256 * 1024;
-        let mut client = self.client.clone();
-        if let Some(token) = token.filter(|_| self.dedup_tokens) {
-            for (name, value) in dedup_settings(token) {
-                client = client.with_setting(name, value);
-            }
-        }
         let sql = format!("INSERT INTO {table} ({}) FORMAT RowBinary", columns.join(", "));
-        let mut insert = client.insert_formatted_with(sql);
+        let mut insert = self.client_for(token).insert_formatted_with(sql);
         let mut chunk = Vec::with_capacity(CHUNK_BYTES + 4096);
         for row in rows {
             chunk.extend_from_slice(row);
@@ -288,6 +268,17 @@ impl ClickhouseWriter {
             insert.send(chunk.into()).await.map_err(|e| self.config.error(e))?;
         }
         insert.end().await.map_err(|e| self.config.error(e))
+    }
+
+    /// The client for an INSERT named by `token`: with the deduplication settings on servers
+    /// that take them.
+    fn client_for(&self, token: Option<&str>) -> Client {
+        match token.filter(|_| self.dedup_tokens) {
+            Some(token) => dedup_settings(token)
+                .into_iter()
+                .fold(self.client.clone(), |client, (name, value)| client.with_setting(name, value)),
+            None => self.client.clone(),
+        }
     }
 
     /// The highest offset stored per partition for `source` (the raw table's name).
