@@ -1,12 +1,13 @@
-//! Sink outages against real servers of the test's own: Redis stopped and started, ClickHouse
-//! stopped for 30 s and started; a report view that fails while rows are pushed. Afterwards raw rows, the daily view and the Redis counter each
-//! hold every click exactly once.
+//! Outages against real servers of the test's own: Redis stopped and started, ClickHouse
+//! stopped for 30 s and started; a report view that fails while rows are pushed; a broker that
+//! stops answering for a while.
+//! Afterwards raw rows, the daily view and the Redis counter each hold every click exactly once.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{BROWSER, PrivateClickhouse, PrivateRedis, TestEnv, create_link, eventually, follow};
+use common::{BROWSER, PrivateBroker, PrivateClickhouse, PrivateRedis, TestEnv, create_link, eventually, follow};
 
 async fn assert_exactly(env: &TestEnv, link_id: u64, clicks: u64) {
     let key = format!("clicks:{{{link_id}}}");
@@ -105,6 +106,50 @@ async fn with_clickhouse_stopped_for_30_s_consumption_pauses_and_every_click_is_
     clickhouse.restart();
     assert_exactly(&env, link_id, 300).await;
     assert_eq!(common::metric(&common::scrape(env.metrics_port).await, PAUSED), 0, "resumed once stored");
+}
+
+/// A broker that stops answering (frozen, as a coordinator that stopped responding) takes the
+/// processor's consumers out of their group: librdkafka's session times out and the rejoin
+/// hangs. Meanwhile the lag gauges keep their last values, so the processor shows the stall as
+/// the time its consumer has been out of the group (what the alert RunnelProcessorOutOfGroup
+/// reads). tansu 0.6 keeps the timed-out member as the group's leader after it answers again,
+/// so the rejoin never completes until the broker restarts (docs/reliability.md); after that
+/// the consumer joins, and nothing is lost or stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_out_of_its_group_shows_how_long_and_every_click_is_stored_once() {
+    let mut env = TestEnv::new("outofgroup");
+    let mut broker = PrivateBroker::start(&env);
+    env.set("RUNNEL_KAFKA_BROKERS", broker.brokers.clone());
+    env.set("RUNNEL_KAFKA_IDEMPOTENCE", "false");
+    env.set("RUNNEL_BATCH_MAX_AGE_MS", "200");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let processor = env.spawn_processor();
+    let (code, link_id) = create_link(&env, "https://example.com/out-of-group").await;
+
+    follow(&env, &code, 100, BROWSER).await;
+    assert!(
+        eventually(Duration::from_secs(60), || async { env.ch_u64("SELECT count() FROM clicks").await == 100 }).await,
+        "{}",
+        processor.log_text()
+    );
+    const OUT: &str = "runnel_processor_out_of_group_seconds{pipeline=\"clicks\"}";
+    let out = || async { common::metric(&common::scrape(env.metrics_port).await, OUT) };
+    assert_eq!(out().await, 0, "in its group");
+
+    broker.freeze();
+    // Redirects go on; their clicks wait in the edge's producer.
+    follow(&env, &code, 100, BROWSER).await;
+    let shown = eventually(Duration::from_secs(60), || async { out().await >= 10 }).await;
+    let text = common::scrape(env.metrics_port).await;
+    broker.thaw();
+    assert!(shown, "10 s out of the group shown within a minute of the freeze:\n{text}\n{}", processor.log_text());
+    broker.stop();
+    broker.restart();
+
+    follow(&env, &code, 100, BROWSER).await;
+    assert_exactly(&env, link_id, 300).await;
+    assert!(eventually(Duration::from_secs(30), || async { out().await == 0 }).await, "back in its group");
 }
 
 /// A report view that fails while rows are pushed (here: one that always throws, then is

@@ -54,6 +54,20 @@ RUNNEL_EDGE_METRICS_ADDR=127.0.0.1:$METRICS_PORT RUNNEL_EDGE_ADDR=127.0.0.1:$POR
 pids+=($!)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 
+if [ -z "$generate" ]; then
+  # Links made by an earlier run: make sure this Redis still has them. When neither Redis nor
+  # the links topic has them any more (a reset stack), the clicks point at nothing the edge
+  # knows: generate everything again.
+  "$RUNNEL" links rebuild >/dev/null 2>&1 || true
+  code0=$(cut -d: -f1 "$TOP_FILE")
+  if ! curl -sf "http://127.0.0.1:$PORT/api/links/$code0" -H "authorization: Bearer $API_KEY" >/dev/null; then
+    echo "link $code0 of the earlier run is gone (reset Redis and links topic): generating the data again"
+    curl -sf "$CH/" --data-binary "DROP DATABASE IF EXISTS $DB" >/dev/null
+    "$RUNNEL" migrate >/dev/null
+    rm -f "$TOP_FILE"
+    generate=--generate
+  fi
+fi
 if [ -n "$generate" ]; then
   # The three most clicked links are real links (so /api/links/{code}/stats finds them); the
   # other 99,997 exist only in the click rows.
@@ -65,9 +79,6 @@ if [ -n "$generate" ]; then
     top+=("$(printf '%s' "$body" | python3 -c 'import json,sys; l=json.load(sys.stdin); print(l["code"] + ":" + str(l["link_id"]))')")
   done
   (IFS=,; echo "${top[*]}") >"$TOP_FILE"
-else
-  # Links made by an earlier run: make sure this Redis still has them.
-  "$RUNNEL" links rebuild >/dev/null 2>&1 || true
 fi
 
 python3 bench/reports/bench.py --rollup "$RUNNEL" --db "$DB" --edge "127.0.0.1:$PORT" --key "$API_KEY" --top "$(cat "$TOP_FILE")" \

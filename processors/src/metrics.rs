@@ -38,6 +38,11 @@ pub(crate) const PARTITIONS_PAUSED: &str = "runnel_processor_partitions_paused";
 /// Partitions assigned to this processor, revoked from it (released after storing what it held)
 /// or lost (gone before it could), by pipeline and change (counter).
 pub(crate) const PARTITION_CHANGES_TOTAL: &str = "runnel_processor_partition_changes_total";
+/// How long the pipeline's consumer has been out of its group (librdkafka's join state not
+/// `steady`: joining, or waiting on a coordinator), 0 while in it, by pipeline, from
+/// librdkafka's statistics every 5 s (gauge, seconds). While it is out, its partitions' lag
+/// gauges keep their last values: this is what shows the stall.
+pub(crate) const OUT_OF_GROUP_SECONDS: &str = "runnel_processor_out_of_group_seconds";
 /// Messages sent to the dead-letter topic, by pipeline and reason (counter).
 pub(crate) const DLQ_TOTAL: &str = "runnel_processor_dlq_messages_total";
 /// Days whose leading links the rollup listed (counter).
@@ -65,6 +70,11 @@ pub(crate) fn describe() {
     describe_counter!(FENCE_LOADS_TOTAL, "Partitions whose fences were loaded on assignment");
     metrics::describe_gauge!(PARTITIONS_PAUSED, "Partitions paused while a flush retries a failing sink");
     describe_counter!(PARTITION_CHANGES_TOTAL, "Partitions assigned, revoked or lost in rebalances");
+    metrics::describe_gauge!(
+        OUT_OF_GROUP_SECONDS,
+        metrics::Unit::Seconds,
+        "How long the pipeline's consumer has been out of its group (0 while in it)"
+    );
     describe_counter!(ROLLUP_DAYS_LISTED_TOTAL, "Days whose leading links the rollup listed");
     describe_counter!(ROLLUP_FAILURES_TOTAL, "Rollups that failed (retried at the next interval)");
     metrics::describe_gauge!(ROLLUP_LAST_SUCCESS, "Unix time of the last rollup that finished");
@@ -91,6 +101,7 @@ pub(crate) fn register_known(pipeline: &'static str, sinks: &[&'static str]) {
         counter!(PARTITION_CHANGES_TOTAL, "pipeline" => pipeline, "change" => change).absolute(0);
     }
     metrics::gauge!(PARTITIONS_PAUSED, "pipeline" => pipeline).set(0.0);
+    metrics::gauge!(OUT_OF_GROUP_SECONDS, "pipeline" => pipeline).set(0.0);
 }
 
 /// Serves `GET /metrics` until the process ends.

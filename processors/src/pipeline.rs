@@ -34,8 +34,8 @@ use crate::dedup::RecentIds;
 use crate::dlq::{DeadLetters, Source as DlqSource};
 use crate::metrics::{
     BATCH_AGE_SECONDS, BATCH_BYTES, BATCH_ROWS, BATCHES_READ_AGAIN_TOTAL, CONSUMER_LAG, DUPLICATES_TOTAL,
-    EVENTS_CONSUMED_TOTAL, FENCE_LOADS_TOTAL, FLUSH_DURATION_SECONDS, MESSAGES_SKIPPED_TOTAL, PARTITION_CHANGES_TOTAL,
-    PARTITIONS_PAUSED, RETRIES_TOTAL, ROWS_FENCED_TOTAL, ROWS_STORED_TOTAL,
+    EVENTS_CONSUMED_TOTAL, FENCE_LOADS_TOTAL, FLUSH_DURATION_SECONDS, MESSAGES_SKIPPED_TOTAL, OUT_OF_GROUP_SECONDS,
+    PARTITION_CHANGES_TOTAL, PARTITIONS_PAUSED, RETRIES_TOTAL, ROWS_FENCED_TOTAL, ROWS_STORED_TOTAL,
 };
 use crate::retry::{Retrying, jittered, with_backoff, with_backoff_until};
 use crate::{ProcessConfig, ProcessError};
@@ -74,6 +74,10 @@ pub(crate) trait Source: Send {
     ) -> Result<Vec<std::path::PathBuf>, sinks::SinkError>;
 }
 
+/// A consumer out of its group this long is logged at every statistics interval: longer than
+/// a rebalance normally takes.
+const OUT_OF_GROUP_WARNING: Duration = Duration::from_secs(60);
+
 /// Longest a partition change waits to be acted on while no message arrives.
 const REBALANCE_CHECK: Duration = Duration::from_millis(250);
 
@@ -95,6 +99,9 @@ struct Rebalances {
     changes: Mutex<Vec<Change>>,
     /// Set when the consumer is leaving: revocations are released at once.
     closing: AtomicBool,
+    /// Since when librdkafka's statistics have shown the consumer out of its group (join
+    /// state not `steady`).
+    out_of_group: Mutex<Option<Instant>>,
 }
 
 fn partitions(list: &TopicPartitionList) -> Vec<i32> {
@@ -103,6 +110,26 @@ fn partitions(list: &TopicPartitionList) -> Vec<i32> {
 
 impl ClientContext for Rebalances {
     fn stats(&self, statistics: rdkafka::Statistics) {
+        if let Some(group) = &statistics.cgrp {
+            let mut out = self.out_of_group.lock().expect("not poisoned");
+            let seconds = if group.join_state == "steady" {
+                *out = None;
+                0.0
+            } else {
+                let since = *out.get_or_insert_with(Instant::now);
+                if since.elapsed() >= OUT_OF_GROUP_WARNING {
+                    tracing::warn!(
+                        pipeline = self.pipeline,
+                        out_of_group_s = since.elapsed().as_secs(),
+                        state = %group.state,
+                        join_state = %group.join_state,
+                        "the consumer is out of its group; its partitions wait"
+                    );
+                }
+                since.elapsed().as_secs_f64()
+            };
+            gauge!(OUT_OF_GROUP_SECONDS, "pipeline" => self.pipeline).set(seconds);
+        }
         for topic in statistics.topics.values() {
             for (partition, stats) in &topic.partitions {
                 // Only partitions this consumer fetches (the others report state "none").
@@ -132,7 +159,12 @@ impl ConsumerContext for Rebalances {
                     _ => consumer.assign(list),
                 };
                 match assigned {
-                    Ok(()) => record(Change::Assigned(partitions(list))),
+                    Ok(()) => {
+                        // Joined: the statistics say so only at their next interval.
+                        *self.out_of_group.lock().expect("not poisoned") = None;
+                        gauge!(OUT_OF_GROUP_SECONDS, "pipeline" => self.pipeline).set(0.0);
+                        record(Change::Assigned(partitions(list)));
+                    }
                     Err(error) => tracing::error!(pipeline = self.pipeline, %error, "cannot take assigned partitions"),
                 }
             }
@@ -261,17 +293,18 @@ pub(crate) async fn run<S: Source>(
         .set("statistics.interval.ms", "5000")
         .set("fetch.wait.max.ms", config.kafka_fetch_wait_ms.to_string())
         // The group waits this long for a poll; a flush gives up well before it.
-        .set("max.poll.interval.ms", (config.sink_give_up_ms + 60_000).max(300_000).to_string())
+        .set("max.poll.interval.ms", config.max_poll_interval_ms().to_string())
         .set("session.timeout.ms", config.kafka_session_timeout_ms.to_string());
     // Static membership: a restarted processor reclaims its partitions at once. Besides being
     // faster, it sidesteps tansu 0.6 keeping a killed dynamic member as group leader.
     config.set_membership(&mut consumer_config);
+    let topic = S::topic(&topics);
     let consumer: StreamConsumer<Rebalances> = consumer_config.create_with_context(Rebalances {
         pipeline: S::NAME,
         changes: Mutex::default(),
         closing: AtomicBool::new(false),
+        out_of_group: Mutex::default(),
     })?;
-    let topic = S::topic(&topics);
     consumer.subscribe(&[topic.as_str()])?;
     let server = config.clickhouse.server_version().await?;
     let clickhouse = ClickhouseWriter::for_server(

@@ -459,6 +459,23 @@ impl PrivateBroker {
     pub fn stop(&mut self) {
         stop_child(&mut self.child, false);
     }
+
+    /// Freezes the broker (SIGSTOP): connections stay open and nothing is answered, as from a
+    /// coordinator that stopped responding.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen broker go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the broker runs");
+        let status = Command::new("kill").arg(signal).arg(child.id().to_string()).status().unwrap();
+        assert!(status.success(), "kill {signal} the broker");
+    }
 }
 
 impl Drop for PrivateBroker {
