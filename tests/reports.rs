@@ -263,6 +263,48 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
                 ],
             ],
         ),
+        // Tokyo's 11th–12th: every hour read (local days are not UTC days).
+        (
+            format!("reports/sales?{tokyo}"),
+            vec![
+                vec![
+                    json!("2026-11-11T00:00:00+09:00"),
+                    json!("created"),
+                    json!("EUR"),
+                    json!(1),
+                    json!(300),
+                    json!(1),
+                    json!(300.0),
+                ],
+                vec![
+                    json!("2026-11-11T00:00:00+09:00"),
+                    json!("paid"),
+                    json!("EUR"),
+                    json!(1),
+                    json!(300),
+                    json!(1),
+                    json!(300.0),
+                ],
+                vec![
+                    json!("2026-11-11T00:00:00+09:00"),
+                    json!("paid"),
+                    json!("USD"),
+                    json!(1),
+                    json!(700),
+                    json!(1),
+                    json!(700.0),
+                ],
+                vec![
+                    json!("2026-11-12T00:00:00+09:00"),
+                    json!("refunded"),
+                    json!("EUR"),
+                    json!(1),
+                    json!(1000),
+                    json!(2),
+                    json!(1000.0),
+                ],
+            ],
+        ),
         (
             format!("reports/sales?{utc}&interval=month"),
             vec![
@@ -339,6 +381,14 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
     }
     let series = get(format!("{base}/links/rpt-a/stats?{utc}")).await;
     assert_eq!((series["clicks"].clone(), series["human_clicks"].clone()), (json!(4), json!(3)));
+    // London in November is at offset 0: its days are UTC days, read from the daily table.
+    for report in ["sales", "sales?interval=week"] {
+        let (path, query) = report.split_once('?').map_or((report, String::new()), |(p, q)| (p, format!("&{q}")));
+        let london = rows(&get(format!("{base}/reports/{path}?{utc}&tz=Europe/London{query}")).await);
+        let utc_rows = rows(&get(format!("{base}/reports/{path}?{utc}{query}")).await);
+        assert!(!utc_rows.is_empty());
+        assert_eq!(london, utc_rows, "{report} in London's winter");
+    }
 
     // Live: today's counters in Redis (the one click of today).
     let live: BTreeMap<String, Value> = get(format!("{base}/reports/live")).await["rows"]

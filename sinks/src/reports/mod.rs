@@ -215,10 +215,24 @@ impl Report {
             }
             Self::Sales => {
                 let interval = series(Interval::Day, &[Interval::Day, Interval::Week, Interval::Month])?;
+                // Where local days are UTC days, whole days come from the daily table (a row per
+                // day, status and currency instead of 24); otherwise every hour is read.
+                const COLUMNS: &str = "status, currency, events, total, units";
+                let split = range.split();
+                let rows = if range.days_are_utc_days() && split.days.is_some() {
+                    format!(
+                        "(SELECT hour, {COLUMNS} FROM orders_hourly WHERE {hours} UNION ALL \
+                         SELECT toDateTime(toUInt32(day) * 86400) AS hour, {COLUMNS} FROM orders_daily WHERE {days})",
+                        hours = range.split_hours_sql(&split, "hour"),
+                        days = range.split_days_sql(&split, "day"),
+                    )
+                } else {
+                    "orders_hourly".to_string()
+                };
                 let sql = format!(
                     "SELECT {bucket} AS bucket, status, currency, sum(events) AS orders, sum(total) AS revenue, \
                      sum(units) AS items, if(orders = 0, 0, revenue / orders) AS average_order_value \
-                     FROM orders_hourly WHERE {hours} \
+                     FROM {rows} WHERE {hours} \
                      GROUP BY bucket, status, currency ORDER BY bucket, status, currency",
                     bucket = range.bucket_sql(interval, "hour"),
                     hours = range.hours_sql("hour"),

@@ -101,6 +101,16 @@ impl Range {
         Split { hours, days: Some((first_midnight, last_midnight)) }
     }
 
+    /// Whether the range's local days are UTC days throughout (its zone is at offset 0 from
+    /// start to end), so buckets of days, weeks or months may be summed from daily tables.
+    pub fn days_are_utc_days(&self) -> bool {
+        let (Ok(start), Ok(end)) = (Timestamp::from_second(self.start), Timestamp::from_second(self.end)) else {
+            return false;
+        };
+        self.tz.to_offset(start) == jiff::tz::Offset::UTC
+            && self.tz.following(start).take_while(|t| t.timestamp() < end).all(|t| t.offset() == jiff::tz::Offset::UTC)
+    }
+
     /// `column` (DateTime, UTC hours) within the range, as SQL.
     pub fn hours_sql(&self, column: &str) -> String {
         format!("{column} >= toDateTime({}) AND {column} < toDateTime({})", self.start, self.end)
@@ -377,6 +387,17 @@ mod tests {
         assert_eq!(split.hours, vec![(range.start, midnight_20), (midnight_20 + 86_400, range.end)]);
         assert_eq!(split.days, Some((midnight_20, midnight_20 + 86_400)));
         assert_eq!(range.split_days_sql(&split, "day"), "day >= toDate('2026-11-20') AND day < toDate('2026-11-21')");
+    }
+
+    #[test]
+    fn days_are_utc_days_only_where_the_zone_stays_at_offset_zero() {
+        let days = |from, to, tz| Range::resolve(Some(from), Some(to), Some(tz), now()).unwrap().days_are_utc_days();
+        assert!(days("2026-08-01", "2026-11-21", "UTC"));
+        assert!(!days("2026-11-20", "2026-11-21", "Asia/Tokyo"));
+        // London is at offset 0 in winter only.
+        assert!(days("2026-11-01", "2026-11-21", "Europe/London"));
+        assert!(!days("2026-03-01", "2026-03-31", "Europe/London"), "summer time starts on the 29th");
+        assert!(!days("2026-07-01", "2026-07-02", "Europe/London"));
     }
 
     #[test]
