@@ -113,6 +113,24 @@ def measure(name, argv, done=None, env=ENV, stdin=None):
     return row
 
 
+def measure_processor(name, binary, tag):
+    """`binary process --pipelines clicks` until ClickHouse holds every event, in a database,
+    consumer group and Redis prefix of its own (named by `tag`). A run stuck out of its group is
+    dropped and made again afresh, at most three times. Returns the row, the database and the
+    Redis prefix."""
+    for attempt in range(3):
+        db, prefix = f"{RUN}_{tag}_{attempt}", f"{RUN}:{tag}:{attempt}:"
+        env = dict(ENV, RUNNEL_CLICKHOUSE_DATABASE=db, RUNNEL_GROUP_PREFIX=f"{RUN}-{tag}-{attempt}-",
+                   RUNNEL_REDIS_PREFIX=prefix)
+        subprocess.run([binary, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+        try:
+            return measure(name, [binary, "process", "--pipelines", "clicks"], done=stored(db), env=env), db, prefix
+        except Stalled:
+            ch(f"DROP DATABASE IF EXISTS {db}")
+            drop_redis_keys(prefix)
+    sys.exit(f"{name}: out of its consumer group three times; restart the broker")
+
+
 def drop_redis_keys(prefix):
     """Removes the keys a run wrote under `prefix` (millions of them pile up otherwise, and a
     test's `KEYS` on the same server then times out)."""
@@ -141,20 +159,8 @@ def main():
 
     rows.append(measure("(a) bare rdkafka consumer", [f"{TARGET}/drain", str(EVENTS)]))
 
-    for attempt in range(3):
-        db_d = f"{RUN}_runnel{attempt or ''}"
-        migrate(db_d)
-        try:
-            rows.append(measure("(d) runnel process", [f"{TARGET}/runnel", "process", "--pipelines", "clicks"],
-                                done=stored(db_d), env=dict(ENV, RUNNEL_CLICKHOUSE_DATABASE=db_d,
-                                                            RUNNEL_GROUP_PREFIX=f"{RUN}-{attempt}-",
-                                                            RUNNEL_REDIS_PREFIX=f"{RUN}:{attempt}:")))
-            break
-        except Stalled:
-            ch(f"DROP DATABASE IF EXISTS {db_d}")
-            drop_redis_keys(f"{RUN}:{attempt}:")
-    else:
-        sys.exit("(d) runnel process: out of its consumer group three times; restart the broker")
+    row, db_d, _ = measure_processor("(d) runnel process", f"{TARGET}/runnel", "runnel")
+    rows.append(row)
 
     export = os.path.join(ROOT, ".stack", f"{RUN}.native")
     with open(export, "wb") as out:

@@ -33,27 +33,12 @@ def main():
     for round_ in range(ROUNDS):
         for i, binary in enumerate(BINARIES):
             name = f"{'baseline' if i == 0 else 'candidate'} round {round_ + 1}"
-            for attempt in range(3):
-                run = f"{round_}_{i}_{attempt}"
-                db = f"{bench.RUN}_p{run}"
-                env = dict(bench.ENV, RUNNEL_CLICKHOUSE_DATABASE=db, RUNNEL_GROUP_PREFIX=f"{bench.RUN}-{run}-",
-                           RUNNEL_REDIS_PREFIX=f"{bench.RUN}:{run}:")
-                subprocess.run([binary, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-                try:
-                    row = bench.measure(name, [binary, "process", "--pipelines", "clicks"], done=bench.stored(db),
-                                        env=env)
-                except bench.Stalled:
-                    bench.ch(f"DROP DATABASE IF EXISTS {db}")
-                    bench.drop_redis_keys(env["RUNNEL_REDIS_PREFIX"])
-                    continue
-                counts = bench.ch("SELECT count(), uniqExact(event_id) FROM clicks", db).split()
-                assert counts == [str(EVENTS), str(EVENTS)], f"{name} stored {counts}"
-                bench.ch(f"DROP DATABASE IF EXISTS {db}")
-                bench.drop_redis_keys(env["RUNNEL_REDIS_PREFIX"])
-                results[binary].append(row)
-                break
-            else:
-                sys.exit(f"{name}: out of its consumer group three times; restart the broker")
+            row, db, prefix = bench.measure_processor(name, binary, f"p{round_}_{i}")
+            counts = bench.ch("SELECT count(), uniqExact(event_id) FROM clicks", db).split()
+            assert counts == [str(EVENTS), str(EVENTS)], f"{name} stored {counts}"
+            bench.ch(f"DROP DATABASE IF EXISTS {db}")
+            bench.drop_redis_keys(prefix)
+            results[binary].append(row)
 
     print(f"\nbench/pipeline --processor: {EVENTS:,} click events, {ROUNDS} rounds, medians\n")
     print("| binary | CPU-µs per event | events/s | peak RSS MB |")

@@ -104,12 +104,6 @@ pub struct ProcessConfig {
 }
 
 impl ProcessConfig {
-    /// The group's poll interval (`max.poll.interval.ms`, also how long a rebalance may wait
-    /// for members): a flush gives up well before it.
-    pub(crate) fn max_poll_interval_ms(&self) -> u64 {
-        (self.sink_give_up_ms + 60_000).max(300_000)
-    }
-
     /// Sets the consumer's static membership id unless membership is dynamic.
     pub(crate) fn set_membership(&self, consumer: &mut rdkafka::ClientConfig) {
         let id = self.instance_id();

@@ -116,17 +116,17 @@ impl ClientContext for Rebalances {
                 *out = None;
                 0.0
             } else {
-                let since = *out.get_or_insert_with(Instant::now);
-                if since.elapsed() >= OUT_OF_GROUP_WARNING {
+                let out_for = out.get_or_insert_with(Instant::now).elapsed();
+                if out_for >= OUT_OF_GROUP_WARNING {
                     tracing::warn!(
                         pipeline = self.pipeline,
-                        out_of_group_s = since.elapsed().as_secs(),
+                        out_of_group_s = out_for.as_secs(),
                         state = %group.state,
                         join_state = %group.join_state,
                         "the consumer is out of its group; its partitions wait"
                     );
                 }
-                since.elapsed().as_secs_f64()
+                out_for.as_secs_f64()
             };
             gauge!(OUT_OF_GROUP_SECONDS, "pipeline" => self.pipeline).set(seconds);
         }
@@ -293,18 +293,18 @@ pub(crate) async fn run<S: Source>(
         .set("statistics.interval.ms", "5000")
         .set("fetch.wait.max.ms", config.kafka_fetch_wait_ms.to_string())
         // The group waits this long for a poll; a flush gives up well before it.
-        .set("max.poll.interval.ms", config.max_poll_interval_ms().to_string())
+        .set("max.poll.interval.ms", (config.sink_give_up_ms + 60_000).max(300_000).to_string())
         .set("session.timeout.ms", config.kafka_session_timeout_ms.to_string());
     // Static membership: a restarted processor reclaims its partitions at once. Besides being
     // faster, it sidesteps tansu 0.6 keeping a killed dynamic member as group leader.
     config.set_membership(&mut consumer_config);
-    let topic = S::topic(&topics);
     let consumer: StreamConsumer<Rebalances> = consumer_config.create_with_context(Rebalances {
         pipeline: S::NAME,
         changes: Mutex::default(),
         closing: AtomicBool::new(false),
         out_of_group: Mutex::default(),
     })?;
+    let topic = S::topic(&topics);
     consumer.subscribe(&[topic.as_str()])?;
     let server = config.clickhouse.server_version().await?;
     let clickhouse = ClickhouseWriter::for_server(
