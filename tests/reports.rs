@@ -626,7 +626,7 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
     let mut steps = BTreeMap::new();
     for (name, args) in queries.iter().filter(|(name, _)| name.starts_with("conversions")) {
         let plan = plan_for(args, a_id);
-        let attributed = plan.attributed.clone().expect("conversions run in two steps");
+        let attributed = plan.first.clone().expect("conversions run in two steps");
         let tsv = |sql: String| {
             let ch = ch.clone();
             async move {
@@ -642,6 +642,27 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
         steps.insert(format!("{name}-clicks"), tsv(clicks.clone()).await);
         sql.insert(format!("{name}-attributed"), json!(attributed));
         sql.insert(format!("{name}-clicks"), json!(clicks));
+    }
+    // Top products run as two statements too (the top product keys, then their names).
+    for (name, args) in queries.iter().filter(|(name, _)| name.starts_with("top-products")) {
+        let plan = plan_for(args, a_id);
+        let keys_sql = plan.first.clone().expect("top products run in two steps");
+        let keys = String::from_utf8(
+            ch.query(&keys_sql).fetch_bytes("TabSeparated").unwrap().collect().await.unwrap().to_vec(),
+        )
+        .unwrap();
+        let list: Vec<&str> = keys.lines().map(|l| l.split('\t').next().unwrap()).collect();
+        assert!(!list.is_empty(), "{name}: no products");
+        let names_sql = sinks::reports::product_names_sql(&list.join(", "));
+        let names = String::from_utf8(
+            ch.query(&names_sql).fetch_bytes("TabSeparated").unwrap().collect().await.unwrap().to_vec(),
+        )
+        .unwrap();
+        assert_eq!(names.lines().count(), list.len(), "{name}: every key has its name");
+        steps.insert(format!("{name}-keys"), keys);
+        steps.insert(format!("{name}-names"), names);
+        sql.insert(format!("{name}-keys"), json!(keys_sql));
+        sql.insert(format!("{name}-names"), json!(names_sql));
     }
     // Customers from the rollup's list: the same list made on the current engine, then the
     // report's query over it.

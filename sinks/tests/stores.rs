@@ -180,6 +180,64 @@ async fn a_failing_statement_names_its_file_and_records_nothing() {
     assert_eq!(plan.pending.len(), 1, "a failed migration stays pending");
 }
 
+/// `n` order events of `status` from order id `first` at hour `hour` of 2026-11 (UTC),
+/// alternately one line of p1 in EUR and two lines (p1 and p2) in USD.
+fn orders_sql(first: u64, n: u64, hour: u64, status: &str) -> String {
+    format!(
+        "INSERT INTO orders (event_id, ts, order_id, status, currency, item_product_id, item_sku, item_quantity, \
+         item_unit_price) SELECT toString({first} + number), toDateTime(1793491200 + {hour} * 3600 + number), \
+         toString({first} + number), '{status}', if(number % 2 = 0, 'EUR', 'USD'), \
+         if(number % 2 = 0, ['p1'], ['p1', 'p2']), if(number % 2 = 0, ['SKU-1'], ['SKU-1', 'SKU-2']), \
+         if(number % 2 = 0, [3], [1, 2]), if(number % 2 = 0, [250], [700, 125]) FROM numbers({n})"
+    )
+}
+
+/// 0015 keys the product rollups: a database upgraded to it fills the keyed tables and the
+/// names from the rollups it had, and the views keep them equal to those rollups afterwards.
+#[tokio::test]
+async fn product_keys_fill_from_the_rollups_before_them_and_follow_new_orders() {
+    let config = clickhouse(&unique("runnel_product_keys"));
+    let _db = Database(config.clone());
+    let all = Migration::embedded().unwrap();
+    let before: Vec<Migration> = all.iter().filter(|m| m.version < 15).cloned().collect();
+    assert!(before.len() < all.len(), "0015 is among the embedded migrations");
+    Migrator::with_migrations(config.clone(), before).apply().await.unwrap();
+    let ch = config.client();
+    ch.query(&orders_sql(0, 40, 3, "paid")).execute().await.unwrap();
+    ch.query(&orders_sql(100, 10, 30, "created")).execute().await.unwrap();
+    Migrator::new(config.clone()).unwrap().apply().await.unwrap();
+    assert_eq!(count(&config, "SELECT count() FROM product_key_sales_daily").await, 3, "backfilled");
+    // Days later, in another week: rows the views write.
+    ch.query(&orders_sql(200, 7, 24 * 9 + 5, "paid")).execute().await.unwrap();
+    ch.query(&orders_sql(300, 5, 24 * 9 + 6, "refunded")).execute().await.unwrap();
+
+    for (table, time) in [("hourly", "hour"), ("daily", "day"), ("weekly", "week"), ("monthly", "month")] {
+        let by_names = format!(
+            "SELECT {time}, product_id, sku, currency, sum(units), sum(revenue) FROM product_sales_{table} \
+             GROUP BY {time}, product_id, sku, currency ORDER BY {time}, product_id, sku, currency"
+        );
+        let by_keys = format!(
+            "SELECT {time}, product_id, sku, currency, units, revenue FROM (\
+             SELECT {time}, product_key, sum(units) AS units, sum(revenue) AS revenue FROM product_key_sales_{table} \
+             GROUP BY {time}, product_key) ANY LEFT JOIN (\
+             SELECT product_key, any(product_id) AS product_id, any(sku) AS sku, any(currency) AS currency \
+             FROM product_keys GROUP BY product_key) USING product_key \
+             ORDER BY {time}, product_id, sku, currency"
+        );
+        let text = async |sql: &str| {
+            String::from_utf8(ch.query(sql).fetch_bytes("TSV").unwrap().collect().await.unwrap().to_vec()).unwrap()
+        };
+        let want = text(&by_names).await;
+        assert_eq!(text(&by_keys).await, want, "product_key_sales_{table}");
+        let periods = if table == "hourly" || table == "daily" || table == "weekly" { 2 } else { 1 };
+        assert_eq!(want.lines().count(), 3 * periods, "product_sales_{table}: {want}");
+    }
+    let p1_eur = "SELECT toUInt64(sum(revenue)) FROM product_key_sales_monthly \
+                  WHERE product_key = cityHash64('p1', 'SKU-1', 'EUR')";
+    assert_eq!(count(&config, p1_eur).await, 20 * 750 + 4 * 750);
+    assert_eq!(count(&config, "SELECT uniqExact(product_key) FROM product_keys").await, 3);
+}
+
 fn row(partition: i32, offset: i64) -> ClickRow {
     ClickRow {
         event_id: ((partition as u64) << 32) | offset as u64,

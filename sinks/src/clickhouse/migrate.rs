@@ -607,4 +607,33 @@ mod tests {
         assert_eq!(migrations[0].version, 1);
         assert!(migrations[0].statements.iter().any(|s| s.sql.contains("CREATE TABLE IF NOT EXISTS clicks")));
     }
+
+    /// The processors' INSERTs carry deduplication tokens on current servers (0009): every
+    /// table such an INSERT writes, the raw ones and each view's, needs a deduplication log
+    /// there, or a retried INSERT is stored in it twice.
+    #[test]
+    fn every_table_a_processor_insert_writes_keeps_a_deduplication_log_on_current_servers() {
+        let statements: Vec<Statement> =
+            Migration::embedded().unwrap().into_iter().flat_map(|m| m.statements).collect();
+        let mut written = std::collections::BTreeSet::from(["clicks".to_string(), "orders".to_string()]);
+        for statement in &statements {
+            if let Some((_, target)) = statement.sql.split_once(" TO ") {
+                let name: String = target.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                written.insert(name);
+            }
+        }
+        assert!(written.contains("product_key_sales_daily") && written.contains("kafka_offsets"), "{written:?}");
+        let guard = ServerVersion::parse("24.8").unwrap();
+        let missing: Vec<&String> = written
+            .iter()
+            .filter(|table| {
+                !statements.iter().any(|s| {
+                    s.min_version == Some(guard)
+                        && s.sql
+                            == format!("ALTER TABLE {table} MODIFY SETTING non_replicated_deduplication_window = 1000")
+                })
+            })
+            .collect();
+        assert!(missing.is_empty(), "tables without a deduplication window on current servers: {missing:?}");
+    }
 }

@@ -162,7 +162,7 @@ impl Report {
             Some(n) => return Err(ReportError::invalid("limit", format!("{n} is not between 1 and 1000"))),
         };
         let series = |default, allowed: &[Interval]| Interval::parse(params.interval.as_deref(), default, allowed);
-        let mut attributed_sql = None;
+        let mut first = None;
         let (sql, columns, fill) = match self {
             Self::LinkSeries { link_id } => {
                 let interval =
@@ -252,20 +252,29 @@ impl Report {
                 )
             }
             Self::TopProducts => {
-                let sql = format!(
-                    "SELECT product_id, sku, currency, sum(units) AS sold, sum(revenue) AS earned FROM {rows} \
-                     GROUP BY product_id, sku, currency ORDER BY earned DESC, sold DESC, product_id LIMIT {limit}",
+                // Grouped by the product key (0015), one number instead of product, SKU and
+                // currency; the names of the few keys listed come from `product_keys`.
+                let top = format!(
+                    "SELECT product_key, sum(units) AS sold, sum(revenue) AS earned FROM {rows} \
+                     GROUP BY product_key ORDER BY earned DESC, sold DESC, product_key LIMIT {limit}",
                     rows = range.hours_days_weeks_months_where_sql(
-                        "product_id, sku, currency, units, revenue",
+                        "product_key, units, revenue",
                         [
-                            "product_sales_hourly",
-                            "product_sales_daily",
-                            "product_sales_weekly",
-                            "product_sales_monthly"
+                            "product_key_sales_hourly",
+                            "product_key_sales_daily",
+                            "product_key_sales_weekly",
+                            "product_key_sales_monthly"
                         ],
                         "1",
                     ),
                 );
+                let sql = format!(
+                    "SELECT product_id, sku, currency, sold, earned FROM ({top}) AS top \
+                     ANY LEFT JOIN ({names}) AS names USING product_key \
+                     ORDER BY earned DESC, sold DESC, product_id, sku, currency",
+                    names = product_names_sql(&format!("SELECT product_key FROM ({top})")),
+                );
+                first = Some(top);
                 (
                     sql,
                     cols(&[
@@ -340,7 +349,7 @@ impl Report {
                         &format!("code IN (SELECT code FROM ({attributed}))"),
                     ),
                 );
-                attributed_sql = Some(attributed);
+                first = Some(attributed);
                 (
                     sql,
                     cols(&[
@@ -356,7 +365,7 @@ impl Report {
                 )
             }
         };
-        Ok(Plan { report: self.clone(), range, sql, columns, fill, limit, attributed: attributed_sql })
+        Ok(Plan { report: self.clone(), range, sql, columns, fill, limit, first })
     }
 }
 
@@ -400,9 +409,12 @@ pub struct Plan {
     pub fill: Option<Interval>,
     /// Rows of a top list.
     pub limit: u32,
-    /// Conversions: the query of the top attributed codes alone (`code, currency, orders,
-    /// revenue`), which [`Plan::run`] runs first and then reads the clicks of those codes.
-    pub attributed: Option<String>,
+    /// Reports [`Plan::run`] answers in two steps (the same rows as [`Plan::sql`] in one): the
+    /// first step's query. Conversions: the top attributed codes (`code, currency, orders,
+    /// revenue`), then the clicks of those codes ([`Plan::conversion_clicks_sql`]). Top
+    /// products: the top product keys (`product_key, units, revenue`), then their names
+    /// ([`product_names_sql`]).
+    pub first: Option<String>,
 }
 
 impl Plan {
@@ -418,8 +430,10 @@ impl Plan {
                 return Ok(table);
             }
         }
-        if let Some(attributed) = &self.attributed {
-            return self.conversions(clickhouse, attributed).await;
+        match (&self.report, &self.first) {
+            (Report::Conversions, Some(attributed)) => return self.conversions(clickhouse, attributed).await,
+            (Report::TopProducts, Some(top)) => return self.top_products(clickhouse, top).await,
+            _ => {}
         }
         if let (Report::Customers, Some(interval)) = (&self.report, self.fill)
             && let Some(list) = new_customers::current(clickhouse).await?
@@ -466,6 +480,53 @@ impl Plan {
                     Value::UInt(orders),
                     Value::Int(revenue),
                     Value::Float(rate),
+                ]
+            })
+            .collect();
+        Ok(Table { report: self.report.name(), range: self.range.clone(), columns: self.columns.clone(), rows })
+    }
+
+    /// Top products in two steps: the top product keys, then their names (the single query
+    /// would compute the top keys once more for the names' `IN`).
+    async fn top_products(&self, clickhouse: &ClickhouseConfig, top: &str) -> Result<Table, ReportError> {
+        let source = format!("report {}", self.report.name());
+        let mut keys = Vec::new();
+        for row in tsv_rows(&source, &tsv(clickhouse, top).await?) {
+            let [key, units, revenue] = row?;
+            let ([key, units], [revenue]) =
+                (tsv_parse::<u64, 2>(&source, [key, units])?, tsv_parse::<i64, 1>(&source, [revenue])?);
+            keys.push((key, units, revenue));
+        }
+        let mut names = std::collections::HashMap::new();
+        if !keys.is_empty() {
+            let list: Vec<String> = keys.iter().map(|(key, ..)| key.to_string()).collect();
+            for row in tsv_rows(&source, &tsv(clickhouse, &product_names_sql(&list.join(", "))).await?) {
+                let [key, product, sku, currency] = row?;
+                let [key] = tsv_parse::<u64, 1>(&source, [key])?;
+                names.insert(key, [unescape(product), unescape(sku), unescape(currency)]);
+            }
+        }
+        let mut rows: Vec<(i64, u64, [String; 3])> = keys
+            .into_iter()
+            .map(|(key, units, revenue)| {
+                let name = names.remove(&key).unwrap_or_else(|| {
+                    // Only if `product_keys` lost rows: listed as the join would list it.
+                    tracing::warn!(product_key = key, "a product key without a name in product_keys");
+                    Default::default()
+                });
+                (revenue, units, name)
+            })
+            .collect();
+        rows.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then_with(|| a.2.cmp(&b.2)));
+        let rows = rows
+            .into_iter()
+            .map(|(revenue, units, [product, sku, currency])| {
+                vec![
+                    Value::Text(product),
+                    Value::Text(sku),
+                    Value::Text(currency),
+                    Value::UInt(units),
+                    Value::Int(revenue),
                 ]
             })
             .collect();
@@ -540,6 +601,15 @@ impl Plan {
         }
         Ok(Table { report: self.report.name(), range: self.range.clone(), columns: self.columns.clone(), rows })
     }
+}
+
+/// Top products' second step: product, SKU and currency of the product keys `keys` gives (a
+/// list of numbers or a subquery), as `product_key, product_id, sku, currency`.
+pub fn product_names_sql(keys: &str) -> String {
+    format!(
+        "SELECT product_key, any(product_id) AS product_id, any(sku) AS sku, any(currency) AS currency \
+         FROM product_keys WHERE product_key IN ({keys}) GROUP BY product_key"
+    )
 }
 
 /// `text` as a single-quoted SQL string literal.
@@ -829,7 +899,9 @@ mod tests {
             ("bounds".into(), leaders::bounds_sql(&top, &listed, 10)),
             ("exact".into(), leaders::exact_sql(&top, &[&bounds])),
             ("conversion clicks".into(), conversions.conversion_clicks_sql(&["a".into()])),
-            ("attributed".into(), conversions.attributed.clone().unwrap()),
+            ("attributed".into(), conversions.first.clone().unwrap()),
+            ("top product keys".into(), Report::TopProducts.plan(&params, now()).unwrap().first.unwrap()),
+            ("product names".into(), product_names_sql("1, 2")),
         ]);
         for (report, sql) in statements {
             for raw in ["clicks", "orders", "links"] {
