@@ -397,7 +397,7 @@ async fn report(args: ReportArgs) -> anyhow::Result<()> {
     match args.format {
         ReportFormat::Table => out.write_all(reports::to_text(&table).as_bytes())?,
         ReportFormat::Csv => out.write_all(reports::to_csv(&table).as_bytes())?,
-        ReportFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&reports::to_json(&table))?)?,
+        ReportFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&reports::to_json(&table, None))?)?,
         ReportFormat::Arrow => out.write_all(&reports::to_arrow(&table)?)?,
     }
     Ok(())

@@ -13,7 +13,6 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -68,11 +67,9 @@ fn respond(
     };
     match format {
         "json" => {
-            let mut json = reports::to_json(table);
-            if let (Some(object), serde_json::Value::Object(extra)) = (json.as_object_mut(), extra) {
-                object.extend(extra);
-            }
-            Ok(Json(json).into_response())
+            let body = serde_json::to_vec(&reports::to_json(table, extra.as_object()))
+                .map_err(|e| ApiError::unavailable("JSON encoding", e))?;
+            Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
         }
         "csv" => {
             Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"))], reports::to_csv(table))
