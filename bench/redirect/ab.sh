@@ -2,7 +2,8 @@
 # bench/redirect/ab.sh: two capturing edges, one binary (or setting) against another. Starts
 # both on the local stack, drives each in turn with `wrk -t1 -c64` (a browser's User-Agent,
 # Referer and Accept-Language) for ROUNDS alternating rounds, and prints each one's median
-# requests/s and edge CPU-µs per redirect (user + system, from /proc), and B's ratio to A.
+# requests/s, edge CPU-µs per redirect (user + system, from /proc) and the broker's during the
+# same rounds, and B's ratios to A.
 #
 #   bench/redirect/ab.sh A_BINARY B_BINARY [ROUNDS] [SECONDS]
 #
@@ -44,27 +45,33 @@ drive() {
   wrk -t1 -c64 -d"$2" -H "User-Agent: $UA" -H "Referer: https://www.google.com/" -H "Accept-Language: en-US,en;q=0.9" \
     "http://127.0.0.1:${PORT[$1]}/${CODE[$1]}"
 }
-cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"; }
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+BROKER_PID=$(cat .stack/kafka/tansu.pid 2>/dev/null || echo 0)
 for side in A B; do drive $side 2s >/dev/null; done
 for round in $(seq 1 "$ROUNDS"); do
   for side in A B; do
-    before=$(cpu "${PID[$side]}")
+    before=$(cpu "${PID[$side]}"); broker_before=$(cpu "$BROKER_PID")
     requests=$(drive $side "${SECS}s" | awk '/requests in/ {print $1}')
-    after=$(cpu "${PID[$side]}")
-    echo "$side $requests $before $after" >>"$WORK/rounds.txt"
+    after=$(cpu "${PID[$side]}"); broker_after=$(cpu "$BROKER_PID")
+    echo "$side $requests $before $after $broker_before $broker_after" >>"$WORK/rounds.txt"
   done
 done
 python3 - "$WORK/rounds.txt" "$SECS" <<'PY'
 import statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
-    side, n, before, after = line.split()
-    rows.setdefault(side, []).append((int(n), (float(after) - float(before)) * 1e6 / int(n)))
+    side, n, before, after, broker_before, broker_after = line.split()
+    n = int(n)
+    rows.setdefault(side, []).append((n, (float(after) - float(before)) * 1e6 / n,
+                                      (float(broker_after) - float(broker_before)) * 1e6 / n))
 secs = float(sys.argv[2])
 for side in ("A", "B"):
-    rps = statistics.median(n / secs for n, _ in rows[side])
-    us = statistics.median(u for _, u in rows[side])
-    print(f"{side}: {rps:,.0f} req/s, {us:.2f} edge CPU-µs per redirect (rounds: {', '.join(f'{u:.2f}' for _, u in rows[side])})")
-a = statistics.median(u for _, u in rows["A"]); b = statistics.median(u for _, u in rows["B"])
-print(f"B/A CPU per redirect: {b / a:.3f}")
+    rps = statistics.median(n / secs for n, _, _ in rows[side])
+    us = statistics.median(u for _, u, _ in rows[side])
+    broker = statistics.median(b for _, _, b in rows[side])
+    print(f"{side}: {rps:,.0f} req/s, {us:.2f} edge CPU-µs per redirect (rounds: "
+          f"{', '.join(f'{u:.2f}' for _, u, _ in rows[side])}), broker {broker:.2f}")
+median = lambda side, i: statistics.median(r[i] for r in rows[side])
+print(f"B/A: edge CPU per redirect {median('B', 1) / median('A', 1):.3f}, "
+      f"broker CPU per redirect {median('B', 2) / max(median('A', 2), 1e-9):.3f}, req/s {median('B', 0) / median('A', 0):.3f}")
 PY
