@@ -23,6 +23,7 @@ fn clickhouse(database: &str) -> ClickhouseConfig {
         user: "default".into(),
         password: String::new(),
         cluster: None,
+        pool: Default::default(),
     }
 }
 
@@ -178,6 +179,44 @@ async fn a_failing_statement_names_its_file_and_records_nothing() {
     assert!(error.contains("0001_bad.sql"), "{error}");
     let plan = Migrator::with_migrations(config.clone(), vec![bad]).plan().await.unwrap();
     assert_eq!(plan.pending.len(), 1, "a failed migration stays pending");
+}
+
+/// Reports' queries share open connections: through a proxy that counts the connections made
+/// to ClickHouse, five pooled queries in turn use one; five of `client()` use five.
+#[tokio::test]
+async fn pooled_clients_reuse_one_connection_for_query_after_query() {
+    let upstream = std::env::var("RUNNEL_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into());
+    let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let proxy = tokio::spawn(async move {
+        loop {
+            let (mut client, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let mut server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    let config = ClickhouseConfig { url: format!("http://127.0.0.1:{port}"), ..clickhouse("default") };
+    // Read to the end, as reports read their answers.
+    let select = async |client: clickhouse::Client| {
+        client.query("SELECT 1").fetch_bytes("TabSeparated").unwrap().collect().await.unwrap()
+    };
+    for _ in 0..5 {
+        assert_eq!(&select(config.pooled_client()).await[..], b"1\n");
+    }
+    let pooled = accepted.swap(0, std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..5 {
+        assert_eq!(&select(config.client()).await[..], b"1\n");
+    }
+    let own = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    proxy.abort();
+    assert_eq!((pooled, own), (1, 5), "connections opened by pooled clients, then by clients of their own");
 }
 
 /// `n` order events of `status` from order id `first` at hour `hour` of 2026-11 (UTC),

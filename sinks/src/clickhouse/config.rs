@@ -1,5 +1,7 @@
 //! ClickHouse connection settings.
 
+use std::sync::{Arc, OnceLock};
+
 use clickhouse::Client;
 
 use crate::SinkError;
@@ -40,6 +42,20 @@ pub struct ClickhouseConfig {
     /// shard stored its rows (`insert_distributed_sync`). Unset: one server.
     #[arg(id = "clickhouse_cluster", long = "clickhouse-cluster", env = "RUNNEL_CLICKHOUSE_CLUSTER")]
     pub cluster: Option<String>,
+    /// The connections [`ClickhouseConfig::pooled_client`]'s clients share (this configuration's
+    /// clones share them too).
+    #[arg(skip)]
+    pub pool: SharedPool,
+}
+
+/// One HTTP connection pool, made on first use (in the runtime that first asks).
+#[derive(Clone, Default)]
+pub struct SharedPool(Arc<OnceLock<Client>>);
+
+impl std::fmt::Debug for SharedPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "SharedPool(open)" } else { "SharedPool(unused)" })
+    }
 }
 
 impl ClickhouseConfig {
@@ -78,14 +94,28 @@ impl ClickhouseConfig {
         self.cluster.as_deref().filter(|c| !c.is_empty())
     }
 
-    /// A client for Runnel's database.
+    /// A client for Runnel's database, with connections of its own.
     pub fn client(&self) -> Client {
         self.server_client().with_database(&self.database)
     }
 
+    /// A client for Runnel's database whose connections stay open for the next query: every
+    /// client made here shares one pool. For reports, whose queries are a few milliseconds
+    /// each: a connection of its own cost each query about 1 ms more on loopback. Use it from
+    /// one runtime only (an edge's, a CLI run's): a pooled connection belongs to the runtime it
+    /// was opened in.
+    pub fn pooled_client(&self) -> Client {
+        self.configure(self.pool.0.get_or_init(Client::default).clone()).with_database(&self.database)
+    }
+
     /// A client without a database, for `CREATE DATABASE`.
     pub(crate) fn server_client(&self) -> Client {
-        let mut client = Client::default().with_url(&self.url).with_user(&self.user).with_validation(false);
+        self.configure(Client::default())
+    }
+
+    /// `client` pointed at this server, as this user.
+    fn configure(&self, client: Client) -> Client {
+        let mut client = client.with_url(&self.url).with_user(&self.user).with_validation(false);
         if self.cluster_name().is_some() {
             // An INSERT into a Distributed table answers once every shard stored its rows, so a
             // stored batch (and its fence) is on its shard, not in a local queue.
@@ -116,6 +146,7 @@ mod tests {
             user: "default".into(),
             password: String::new(),
             cluster: None,
+            pool: Default::default(),
         }
     }
 

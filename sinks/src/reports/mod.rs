@@ -669,7 +669,7 @@ pub(crate) fn unreadable(source: &str, line: &str) -> SinkError {
 
 /// Runs `sql` and returns its `TabSeparated` output.
 pub(crate) async fn tsv(clickhouse: &ClickhouseConfig, sql: &str) -> Result<String, SinkError> {
-    let mut query = clickhouse.client().query(sql);
+    let mut query = clickhouse.pooled_client().query(sql);
     if clickhouse.cluster_name().is_some() {
         // `IN (subquery)` over Distributed tables becomes `GLOBAL IN` on a cluster: the set is
         // built once and sent to the shards. On one server a plain `IN` keeps the primary key in
