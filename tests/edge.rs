@@ -429,6 +429,128 @@ async fn the_redirect_fast_path_answers_exactly_as_the_router_does() {
     assert_eq!(get(&env, "/healthz").await.status(), 200, "routes named like codes are the router's");
 }
 
+/// One answer read off a raw connection: status, headers (lower-case names) and body.
+struct RawAnswer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl RawAnswer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Writes `requests` to the edge a few bytes at a time, then reads answers until the edge closes
+/// the connection; `heads[i]` says whether answer `i` is to a HEAD (no body).
+fn exchange(port: u16, requests: &str, heads: &[bool]) -> Vec<RawAnswer> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for piece in requests.as_bytes().chunks(5) {
+        stream.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let mut data = Vec::new();
+    stream.read_to_end(&mut data).expect("the edge closes the connection after `Connection: close`");
+    let mut answers = Vec::new();
+    let mut rest = &data[..];
+    for &head in heads {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        let httparse::Status::Complete(len) = response.parse(rest).unwrap() else { panic!("a cut answer") };
+        let headers: Vec<(String, String)> = response
+            .headers
+            .iter()
+            .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+            .collect();
+        let status = response.code.unwrap();
+        let length = headers.iter().find(|(n, _)| n == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
+        let body_len = if head { 0 } else { length };
+        answers.push(RawAnswer { status, headers, body: rest[len..len + body_len].to_vec() });
+        rest = &rest[len + body_len..];
+    }
+    assert!(rest.is_empty(), "nothing after the last answer: {:?}", String::from_utf8_lossy(rest));
+    answers
+}
+
+/// `task`'s result, failing the test when it takes over 30 s.
+async fn within<T>(what: &str, task: tokio::task::JoinHandle<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap_or_else(|_| panic!("{what} took over 30 s"))
+        .unwrap()
+}
+
+/// The edge's own HTTP/1.1 path (ingest/src/http1.rs) answers plain redirects itself and hands
+/// the connection to hyper at its first other request. Pipelined requests, written a few bytes
+/// at a time, get their answers in order whichever path answers them; `Connection: close`
+/// closes; an idle keep-alive connection does not hold up a shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order_across_both_http_paths() {
+    let env = TestEnv::new("http1");
+    env.prepare();
+    let mut edge = env.spawn_edge().await;
+    let (code, _) = create_link(&env, "https://example.com/landing").await;
+    let port: u16 = env.edge_url().rsplit(':').next().unwrap().parse().unwrap();
+    let get = |path: &str, extra: &str| format!("GET {path} HTTP/1.1\r\nHost: e\r\nUser-Agent: test\r\n{extra}\r\n");
+    let requests = [
+        get(&format!("/{code}"), ""),
+        format!("HEAD /{code}?a=1 HTTP/1.1\r\nHost: e\r\n\r\n"),
+        get("/neverCreated", "Connection: keep-alive\r\n"),
+        // Not a plain redirect: hyper and the router from here on.
+        get("/healthz", ""),
+        get(&format!("/{code}"), ""),
+        "POST /api/links HTTP/1.1\r\nHost: e\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+            .to_string(),
+        get(&format!("/{code}"), "Connection: close\r\n"),
+    ]
+    .concat();
+    let heads = [false, true, false, false, false, false, false];
+    let answers =
+        within("the pipelined exchange", tokio::task::spawn_blocking(move || exchange(port, &requests, &heads))).await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [302, 302, 404, 200, 302, 401, 302]);
+    for i in [0, 1, 4, 6] {
+        assert_eq!(answers[i].header("location"), Some("https://example.com/landing"), "answer {i}");
+        assert_eq!(answers[i].header("cache-control"), Some("private, max-age=0"), "answer {i}");
+        assert_eq!(answers[i].header("content-length"), Some("0"), "answer {i}");
+    }
+    assert_eq!(answers[1].header("location"), Some("https://example.com/landing"), "HEAD answers as GET");
+    let error: serde_json::Value = serde_json::from_slice(&answers[2].body).unwrap();
+    assert_eq!(error["error"]["code"], "not_found");
+    assert_eq!(answers[2].header("content-type"), Some("application/json"));
+    assert_eq!(answers[6].header("connection"), Some("close"));
+    let mut ids: Vec<u64> =
+        answers.iter().map(|a| a.header("x-request-id").expect("every answer has an id").parse().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), answers.len(), "request ids are distinct");
+    assert!(answers.iter().all(|a| a.header("date").is_some_and(|d| d.ends_with(" GMT"))));
+
+    // An HTTP/1.0 request is hyper's: answered, then closed.
+    let one = tokio::task::spawn_blocking(move || exchange(port, &format!("GET /{code} HTTP/1.0\r\n\r\n"), &[false]));
+    let one = within("the HTTP/1.0 exchange", one).await;
+    assert_eq!((one[0].status, one[0].header("location")), (302, Some("https://example.com/landing")));
+
+    // Idle keep-alive connections, one on each path, close at shutdown instead of holding it up.
+    let idle = [
+        std::net::TcpStream::connect(("127.0.0.1", port)).unwrap(),
+        std::net::TcpStream::connect(("127.0.0.1", port)).unwrap(),
+    ];
+    {
+        use std::io::Write;
+        (&idle[1]).write_all(b"GET /healthz HTTP/1.1\r\nHost: e\r\n\r\n").unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let status = within("the shutdown", tokio::task::spawn_blocking(move || edge.terminate())).await;
+    assert!(status.success(), "the edge exits cleanly: {status:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "shutdown took {:?}", started.elapsed());
+    drop(idle);
+}
+
 /// An edge whose log cannot be written (its stderr on a full disk) goes on serving and
 /// stopping cleanly: log lines are dropped. tracing-subscriber reports a failed write with
 /// `eprintln!`, which panics when stderr fails too; the edge used to exit at its first line.

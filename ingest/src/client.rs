@@ -22,15 +22,56 @@ pub(crate) fn parse_cidrs(text: &str) -> Result<Vec<IpNet>, EdgeError> {
         .collect()
 }
 
+/// A request's headers as the redirect reads them: an `http` [`HeaderMap`] (requests served by
+/// hyper), or the headers as `httparse` found them in the request (the edge's own HTTP/1.1
+/// path, [`crate::http1`]), read in place.
+pub(crate) trait RequestHeaders {
+    /// The first value of the header `name` (lower-case), when it is visible ASCII text (as
+    /// [`axum::http::HeaderValue::to_str`] requires).
+    fn text(&self, name: &str) -> Option<&str>;
+    /// Every value of the header `name` (lower-case) that is visible ASCII text, in order.
+    fn texts<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str>;
+}
+
+impl RequestHeaders for HeaderMap {
+    fn text(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn texts<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.get_all(name).iter().filter_map(|v| v.to_str().ok())
+    }
+}
+
+impl RequestHeaders for [httparse::Header<'_>] {
+    fn text(&self, name: &str) -> Option<&str> {
+        self.iter().find(|h| h.name.eq_ignore_ascii_case(name)).and_then(|h| visible_text(h.value))
+    }
+
+    fn texts<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).filter_map(|h| visible_text(h.value))
+    }
+}
+
+/// `value` as text when every byte is visible ASCII, a space or a tab (`HeaderValue::to_str`'s
+/// rule).
+pub(crate) fn visible_text(value: &[u8]) -> Option<&str> {
+    if value.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+        // Only ASCII: always UTF-8.
+        std::str::from_utf8(value).ok()
+    } else {
+        None
+    }
+}
+
 /// The client's address: the peer, unless the peer is a trusted proxy, in which case the
 /// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
-pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub(crate) fn client_ip<H: RequestHeaders + ?Sized>(peer: IpAddr, headers: &H, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if trusted.is_empty() || !is_trusted(&peer) {
         return peer;
     }
-    let forwarded =
-        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
+    let forwarded = headers.texts("x-forwarded-for").flat_map(|v| v.split(','));
     let hops: Vec<IpAddr> = forwarded.filter_map(|hop| hop.trim().parse().ok()).collect();
     hops.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer)
 }
@@ -83,11 +124,11 @@ pub(crate) fn ip_text(ip: IpAddr, buf: &mut [u8; 48]) -> &str {
 
 /// A two-letter country code from the configured header, upper-cased; empty when absent or
 /// not a country code (CDNs send `XX` or `T1` for unknown and Tor).
-pub(crate) fn country(headers: &HeaderMap, header: &str) -> String {
+pub(crate) fn country<H: RequestHeaders + ?Sized>(headers: &H, header: &str) -> String {
     if header.is_empty() {
         return String::new();
     }
-    match headers.get(header).and_then(|v| v.to_str().ok()) {
+    match headers.text(header) {
         Some(code)
             if code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic()) && !code.eq_ignore_ascii_case("xx") =>
         {

@@ -11,6 +11,7 @@ mod client;
 mod config;
 mod error;
 mod health;
+mod http1;
 mod limits;
 mod links;
 mod metrics;

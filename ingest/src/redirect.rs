@@ -6,12 +6,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Extension, Path, RawQuery, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use events::{ClickRef, LinkEvent, SCHEMA_VERSION};
 
 use crate::ApiError;
-use crate::client::{client_ip, country, ip_text, truncate_ip};
+use crate::client::{RequestHeaders, client_ip, country, ip_text, truncate_ip};
 use crate::limits::Class;
 use crate::server::{AppState, RequestId};
 
@@ -19,7 +19,8 @@ use crate::server::{AppState, RequestId};
 pub(crate) const MAX_CODE_BYTES: usize = 64;
 
 /// The router's handler of `/{code}`. GET and HEAD requests of one plain path segment are
-/// answered before the router ([`crate::server`]'s fast path) by [`answer`], as here.
+/// answered before the router by [`answer`], as here: by the edge's own HTTP/1.1 path
+/// ([`crate::http1`]) or, on connections served by hyper, [`crate::server`]'s fast path.
 pub(crate) async fn redirect(
     State(state): State<Arc<AppState>>,
     Path(code): Path<String>,
@@ -30,19 +31,40 @@ pub(crate) async fn redirect(
     // The request by value: its headers are read in place (the `HeaderMap` extractor clones them).
     request: Request,
 ) -> Result<Response, ApiError> {
-    answer(&state, &code, query.as_deref(), &method, peer.ip(), id, request.headers()).await
+    let redirect = answer(&state, &code, query.as_deref(), &method, peer.ip(), id, request.headers()).await?;
+    Ok(redirect.into_response(&state.cache_control))
+}
+
+/// A redirect's status and `Location` (the `Cache-Control` is the edge's).
+pub(crate) struct Redirect {
+    pub(crate) status: StatusCode,
+    pub(crate) location: Option<HeaderValue>,
+}
+
+impl Redirect {
+    /// The response: its status, `Location` and `cache_control`.
+    pub(crate) fn into_response(self, cache_control: &HeaderValue) -> Response {
+        let mut response = self.status.into_response();
+        let h = response.headers_mut();
+        // Destinations are validated when written, so they are valid header values.
+        if let Some(location) = self.location {
+            h.insert(header::LOCATION, location);
+        }
+        h.insert(header::CACHE_CONTROL, cache_control.clone());
+        response
+    }
 }
 
 /// The redirect of `code` for a request from `peer`, its click event handed to the producer.
-pub(crate) async fn answer(
+pub(crate) async fn answer<H: RequestHeaders + ?Sized>(
     state: &AppState,
     code: &str,
     query: Option<&str>,
     method: &Method,
     peer: IpAddr,
     id: u64,
-    headers: &HeaderMap,
-) -> Result<Response, ApiError> {
+    headers: &H,
+) -> Result<Redirect, ApiError> {
     let ip = client_ip(peer, headers, &state.trusted_proxies);
     if state.limits.limits_redirects() {
         state.limits.check(Class::Redirects, &ip.to_string())?;
@@ -90,7 +112,7 @@ pub(crate) async fn answer(
     };
 
     if state.capture_clicks {
-        let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let text = |name: &str| headers.text(name).unwrap_or("");
         let mut ip_buf = [0u8; 48];
         let ip = ip_text(if state.store_full_ip { ip } else { truncate_ip(ip) }, &mut ip_buf);
         let country = country(headers, &state.country_header);
@@ -101,9 +123,9 @@ pub(crate) async fn answer(
             link_id: link.link_id,
             code,
             method: method.as_str(),
-            ua: text(header::USER_AGENT),
-            referrer: text(header::REFERER),
-            lang: text(header::ACCEPT_LANGUAGE),
+            ua: text("user-agent"),
+            referrer: text("referer"),
+            lang: text("accept-language"),
             ip,
             country: &country,
             q: events::capped_query(query.unwrap_or("")),
@@ -111,14 +133,7 @@ pub(crate) async fn answer(
         });
     }
 
-    let mut response = status.into_response();
-    let h = response.headers_mut();
-    // Destinations are validated when written, so they are valid header values.
-    if let Some(location) = location {
-        h.insert(header::LOCATION, location);
-    }
-    h.insert(header::CACHE_CONTROL, state.cache_control.clone());
-    Ok(response)
+    Ok(Redirect { status, location })
 }
 
 /// The link's destination with its UTM parameters added (where the destination has none of

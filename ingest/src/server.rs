@@ -12,7 +12,6 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::IncomingStream;
 use events::EventIdGenerator;
 use futures::FutureExt;
 use ipnet::IpNet;
@@ -33,7 +32,7 @@ use crate::{ApiError, EdgeConfig, EdgeError, health, links, orders, redirect, st
 const MAX_PATH_BYTES: usize = 2048;
 
 /// The redirect's route template (its metrics' `route` label).
-const REDIRECT_ROUTE: &str = "/{code}";
+pub(crate) const REDIRECT_ROUTE: &str = "/{code}";
 
 /// Everything a request handler needs.
 pub struct AppState {
@@ -48,8 +47,8 @@ pub struct AppState {
     pub(crate) capture_clicks: bool,
     pub(crate) redirects: RedirectCounters,
     route_metrics: RouteMetricsCache,
-    /// The metrics of the redirect route, looked up once for the fast path.
-    redirect_metrics: Arc<RouteMetrics>,
+    /// The metrics of the redirect route, looked up once for the fast paths.
+    pub(crate) redirect_metrics: Arc<RouteMetrics>,
     pub(crate) cache_control: HeaderValue,
     pub(crate) public_url: String,
     pub(crate) clickhouse: ClickhouseConfig,
@@ -164,7 +163,12 @@ async fn track(State(state): State<Arc<AppState>>, mut request: Request, next: N
 /// What every answer gets: its `X-Request-Id`, and its count and time in its route's metrics.
 fn finish(metrics: &RouteMetrics, started: Instant, id: u64, response: &mut Response) {
     response.headers_mut().insert("x-request-id", HeaderValue::from(id));
-    let class = (response.status().as_u16() / 100).clamp(1, 5) as usize - 1;
+    record(metrics, started, response.status());
+}
+
+/// Counts an answer of `status` and its time since `started` in its route's metrics.
+pub(crate) fn record(metrics: &RouteMetrics, started: Instant, status: StatusCode) {
+    let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
     metrics.duration.record(started.elapsed().as_secs_f64());
     metrics.requests[class].increment(1);
 }
@@ -191,41 +195,29 @@ async fn fast_redirect(state: Arc<AppState>, peer: SocketAddr, request: Request)
     let (parts, _) = request.into_parts();
     let code = parts.uri.path().strip_prefix('/').unwrap_or_default();
     let answer = redirect::answer(&state, code, parts.uri.query(), &parts.method, peer.ip(), id, &parts.headers);
-    let mut response = answer.instrument(span.clone()).await.unwrap_or_else(IntoResponse::into_response);
+    let mut response = match answer.instrument(span.clone()).await {
+        Ok(redirect) => redirect.into_response(&state.cache_control),
+        Err(error) => error.into_response(),
+    };
     span.in_scope(|| tracing::debug!(method = %parts.method, status = response.status().as_u16(), "request served"));
     finish(&state.redirect_metrics, started, id, &mut response);
     response
 }
 
-/// Makes one [`Connection`] per accepted socket.
+/// The service of a connection served by hyper ([`crate::http1`] hands over every connection
+/// with a request it does not answer itself): the redirect fast path, else the router (with
+/// the peer's address as `ConnectInfo`).
 #[derive(Clone)]
-struct Edge {
-    state: Arc<AppState>,
-    router: Router,
-}
-
-impl<'a> tower::Service<IncomingStream<'a, TcpListener>> for Edge {
-    type Response = Connection;
-    type Error = std::convert::Infallible;
-    type Future = std::future::Ready<Result<Connection, Self::Error>>;
-
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, stream: IncomingStream<'a, TcpListener>) -> Self::Future {
-        let (state, router, peer) = (Arc::clone(&self.state), self.router.clone(), *stream.remote_addr());
-        std::future::ready(Ok(Connection { state, router, peer }))
-    }
-}
-
-/// One client connection's service: the redirect fast path, else the router (with the peer's
-/// address as `ConnectInfo`).
-#[derive(Clone)]
-struct Connection {
+pub(crate) struct Connection {
     state: Arc<AppState>,
     router: Router,
     peer: SocketAddr,
+}
+
+impl Connection {
+    pub(crate) fn new(state: Arc<AppState>, router: Router, peer: SocketAddr) -> Self {
+        Self { state, router, peer }
+    }
 }
 
 impl tower::Service<Request> for Connection {
@@ -271,7 +263,7 @@ pub async fn run(
     tracing::info!(addr = %metrics_listener.local_addr()?, "edge metrics serving");
     let metrics = tokio::spawn(async move { axum::serve(metrics_listener, metrics_app).await });
     tracing::info!(addr = %listener.local_addr()?, "edge serving");
-    axum::serve(listener, Edge { state: Arc::clone(&state), router: app }).with_graceful_shutdown(shutdown).await?;
+    crate::http1::serve(listener, Arc::clone(&state), app, shutdown).await;
     changes.abort();
     metrics.abort();
     replayer.abort();
