@@ -570,3 +570,69 @@ async fn an_edge_whose_log_cannot_be_written_keeps_serving() {
     assert!(edge.child.try_wait().unwrap().is_none(), "the edge exited");
     assert!(edge.terminate().success(), "the edge did not stop cleanly");
 }
+
+/// Client connections cannot be held open for free: one idle between requests closes after
+/// `RUNNEL_IDLE_TIMEOUT_MS`, a request head still incomplete after `RUNNEL_HEADER_TIMEOUT_MS`
+/// gets 408 and the connection closes, on the edge's own path as on hyper's; a client that
+/// keeps sending in time is served for as long as it likes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_connections_are_closed_after_their_time_outs() {
+    use std::io::{Read, Write};
+    let mut env = TestEnv::new("timeouts");
+    env.set("RUNNEL_IDLE_TIMEOUT_MS", "1500");
+    env.set("RUNNEL_HEADER_TIMEOUT_MS", "700");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let (code, _) = create_link(&env, "https://example.com/landing").await;
+    let port: u16 = env.edge_url().rsplit(':').next().unwrap().parse().unwrap();
+    let connect = move || {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+    };
+    // Reads until the edge closes; how long that took, and what came.
+    let until_closed = |mut stream: std::net::TcpStream| {
+        let started = std::time::Instant::now();
+        let mut data = Vec::new();
+        let _ = stream.read_to_end(&mut data);
+        (started.elapsed(), String::from_utf8_lossy(&data).into_owned())
+    };
+    let request = format!("GET /{code} HTTP/1.1\r\nHost: e\r\n\r\n");
+
+    let outcome = tokio::task::spawn_blocking(move || {
+        // Never a byte: closed after the idle time-out, without an answer.
+        let (idle, idle_data) = until_closed(connect());
+        // A head cut short on the edge's own path: 408 after the header time-out.
+        let mut slow = connect();
+        slow.write_all(format!("GET /{code} HTTP/1.1\r\nHost:").as_bytes()).unwrap();
+        let (slow_head, slow_data) = until_closed(slow);
+        // One served, then a head cut short on hyper's path (an API request).
+        let mut api = connect();
+        api.write_all(b"GET /healthz HTTP/1.1\r\nHost: e\r\n\r\nGET /api/links HTTP/1.1\r\nHost:").unwrap();
+        let (api_head, api_data) = until_closed(api);
+        // Requests 1 s apart, each before the idle time-out: all answered on one connection.
+        let mut steady = connect();
+        let mut answers = 0;
+        for _ in 0..3 {
+            steady.write_all(request.as_bytes()).unwrap();
+            let mut buf = [0u8; 1024];
+            let n = steady.read(&mut buf).unwrap();
+            answers += usize::from(buf[..n].starts_with(b"HTTP/1.1 302"));
+            std::thread::sleep(Duration::from_millis(1000));
+        }
+        (idle, idle_data, slow_head, slow_data, api_head, api_data, answers)
+    });
+    let (idle, idle_data, slow_head, slow_data, api_head, api_data, answers) =
+        within("the time-out exchanges", outcome).await;
+    assert!(idle >= Duration::from_millis(1400) && idle < Duration::from_secs(5), "idle closed after {idle:?}");
+    assert!(idle_data.is_empty(), "nothing is sent to an idle connection: {idle_data:?}");
+    assert!(
+        slow_head >= Duration::from_millis(600) && slow_head < Duration::from_millis(1400),
+        "slow head closed after {slow_head:?}"
+    );
+    assert!(slow_data.starts_with("HTTP/1.1 408 "), "{slow_data:?}");
+    assert!(slow_data.contains("\"request_timeout\""), "{slow_data:?}");
+    assert!(api_data.starts_with("HTTP/1.1 200 "), "the first request is answered: {api_data:?}");
+    assert!(api_head < Duration::from_secs(5), "hyper closed the slow head after {api_head:?}");
+    assert_eq!(answers, 3, "a connection in use stays open");
+}

@@ -92,6 +92,15 @@ pub struct EdgeConfig {
     /// Store client IPs whole instead of truncated to /24 (IPv4) or /48 (IPv6).
     #[arg(long, env = "RUNNEL_STORE_FULL_IP", default_value_t = false)]
     pub store_full_ip: bool,
+    /// How long a client connection may wait between requests before the edge closes it, in
+    /// milliseconds.
+    #[arg(long, env = "RUNNEL_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
+    /// How long a client has to send a whole request head once it started one, in
+    /// milliseconds; then it gets 408 and the connection closes (slow-header clients cannot hold
+    /// connections open).
+    #[arg(long, env = "RUNNEL_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
     /// Kafka.
     #[command(flatten)]
     pub kafka: KafkaConfig,
@@ -123,6 +132,13 @@ impl EdgeConfig {
                 variable: "RUNNEL_REDIRECT_CACHE_CONTROL",
                 reason: "not a valid header value".into(),
             });
+        }
+        for (variable, ms) in
+            [("RUNNEL_IDLE_TIMEOUT_MS", self.idle_timeout_ms), ("RUNNEL_HEADER_TIMEOUT_MS", self.header_timeout_ms)]
+        {
+            if ms == 0 {
+                return Err(EdgeError::Invalid { variable, reason: "must be at least 1".into() });
+            }
         }
         crate::auth::ApiKeys::parse(&self.api_keys)?;
         crate::client::parse_cidrs(&self.trusted_proxies)?;

@@ -22,7 +22,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -40,6 +40,15 @@ const MAX_HEADERS: usize = 48;
 /// past its own limit).
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 
+/// How long a client connection may wait on its client.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timeouts {
+    /// Between requests (nothing of the next one read): then the connection closes.
+    pub(crate) idle: Duration,
+    /// From the first bytes of a request head to its end: then 408 and the connection closes.
+    pub(crate) header: Duration,
+}
+
 /// Serves `listener` until `shutdown` completes, then stops accepting, lets every connection
 /// finish the request in hand (idle keep-alive connections close at once) and returns when all
 /// are closed.
@@ -47,6 +56,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     router: Router,
+    timeouts: Timeouts,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let (closing_tx, closing) = watch::channel(false);
@@ -66,7 +76,7 @@ pub(crate) async fn serve(
         };
         // One write per answer: Nagle's algorithm would only delay it.
         let _ = stream.set_nodelay(true);
-        let conn = Conn { state: Arc::clone(&state), router: router.clone(), peer, closing: closing.clone() };
+        let conn = Conn { state: Arc::clone(&state), router: router.clone(), peer, closing: closing.clone(), timeouts };
         let open = open_tx.clone();
         tokio::spawn(async move {
             conn.serve(stream).await;
@@ -96,6 +106,7 @@ struct Conn {
     router: Router,
     peer: SocketAddr,
     closing: watch::Receiver<bool>,
+    timeouts: Timeouts,
 }
 
 /// A request head this path answers.
@@ -180,6 +191,13 @@ impl Conn {
     async fn serve(mut self, mut stream: TcpStream) {
         let mut buf: Vec<u8> = Vec::with_capacity(4096);
         let mut out: Vec<u8> = Vec::with_capacity(512);
+        // The idle and header time-outs share one timer, moved only when it fires early (a
+        // timer reset per request would cost more than the redirect's own clock reads).
+        let mut last_read = tokio::time::Instant::now();
+        // When the request head in `buf` (if any) started arriving.
+        let mut head_since = last_read;
+        let timer = tokio::time::sleep_until(last_read + self.timeouts.idle);
+        tokio::pin!(timer);
         loop {
             let mut start = 0;
             let mut close = false;
@@ -199,6 +217,10 @@ impl Conn {
                     }
                 }
             }
+            if start > 0 {
+                // What is left started arriving in the last read at the earliest.
+                head_since = last_read;
+            }
             buf.drain(..start);
             if !out.is_empty() {
                 if stream.write_all(&out).await.is_err() {
@@ -215,14 +237,60 @@ impl Conn {
             if buf.capacity() - buf.len() < 1024 {
                 buf.reserve(4096);
             }
+            let was_empty = buf.is_empty();
+            // A head cut short may be due before the timer (set for an idle wait): once per
+            // such head, never for a request that arrived whole.
+            if !was_empty && timer.deadline() > head_since + self.timeouts.header {
+                timer.as_mut().reset(head_since + self.timeouts.header);
+            }
+            let mut timed_out = false;
             tokio::select! {
+                biased;
                 read = stream.read_buf(&mut buf) => match read {
                     Ok(0) | Err(_) => return,
-                    Ok(_) => {}
+                    Ok(_) => {
+                        last_read = tokio::time::Instant::now();
+                        if was_empty {
+                            head_since = last_read;
+                        }
+                    }
                 },
                 _ = self.closing.wait_for(|closing| *closing) => return,
+                () = &mut timer => {
+                    let deadline = if was_empty {
+                        last_read + self.timeouts.idle
+                    } else {
+                        head_since + self.timeouts.header
+                    };
+                    if tokio::time::Instant::now() < deadline {
+                        timer.as_mut().reset(deadline);
+                        continue;
+                    }
+                    timed_out = true;
+                }
+            }
+            // Past the deadline: an idle connection just closes, a head cut short gets 408.
+            if timed_out {
+                if !was_empty {
+                    self.time_out(&mut stream).await;
+                }
+                return;
             }
         }
+    }
+
+    /// Answers 408 to a request head that did not arrive within the header time-out.
+    async fn time_out(&self, stream: &mut TcpStream) {
+        let id = self.state.ids.next_id();
+        let error = crate::ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the request head did not arrive within {} ms", self.timeouts.header.as_millis()),
+        );
+        let mut out = Vec::with_capacity(256);
+        write_error(&mut out, error, id, false, true).await;
+        let _ = stream.write_all(&out).await;
+        tracing::debug!(request_id = id, "request head timed out");
     }
 
     /// Answers a plain redirect request into `out`, as the router's `/{code}` route and its
@@ -245,23 +313,7 @@ impl Conn {
                 finish_head(out, 0, plain.close);
                 redirect.status
             }
-            Err(error) => {
-                let response = error.into_response();
-                let status = response.status();
-                let (parts, body) = response.into_parts();
-                // An error's body is JSON in memory: collecting it does not wait.
-                let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
-                write_status(out, status);
-                for (name, value) in &parts.headers {
-                    write_header(out, name.as_str().as_bytes(), value.as_bytes());
-                }
-                write_header(out, b"x-request-id", itoa::Buffer::new().format(id).as_bytes());
-                finish_head(out, body.len(), plain.close);
-                if !plain.head {
-                    out.extend_from_slice(&body);
-                }
-                status
-            }
+            Err(error) => write_error(out, error, id, plain.head, plain.close).await,
         };
         span.in_scope(|| tracing::debug!(%method, status = status.as_u16(), "request served"));
         record(&state.redirect_metrics, started, status);
@@ -273,7 +325,11 @@ impl Conn {
         let service = Connection::new(Arc::clone(&self.state), self.router.clone(), self.peer)
             .map_request(|request: Request<hyper::body::Incoming>| request.map(Body::new));
         let io = TokioIo::new(Rewind { read: Bytes::from(read), stream });
+        // hyper has one time-out for a request head, counted from the connection's start for the
+        // first one and, between requests, from the end of the last answer.
         let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.timeouts.header.max(self.timeouts.idle))
             .serve_connection(io, TowerToHyperService::new(service))
             .with_upgrades();
         tokio::pin!(conn);
@@ -288,6 +344,25 @@ impl Conn {
         }
         let _ = conn.await;
     }
+}
+
+/// Writes `error`'s response (its body left out for `head`); returns its status.
+async fn write_error(out: &mut Vec<u8>, error: crate::ApiError, id: u64, head: bool, close: bool) -> StatusCode {
+    let response = error.into_response();
+    let status = response.status();
+    let (parts, body) = response.into_parts();
+    // An error's body is JSON in memory: collecting it does not wait.
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    write_status(out, status);
+    for (name, value) in &parts.headers {
+        write_header(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    write_header(out, b"x-request-id", itoa::Buffer::new().format(id).as_bytes());
+    finish_head(out, body.len(), close);
+    if !head {
+        out.extend_from_slice(&body);
+    }
+    status
 }
 
 /// The status line.

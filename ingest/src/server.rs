@@ -263,7 +263,11 @@ pub async fn run(
     tracing::info!(addr = %metrics_listener.local_addr()?, "edge metrics serving");
     let metrics = tokio::spawn(async move { axum::serve(metrics_listener, metrics_app).await });
     tracing::info!(addr = %listener.local_addr()?, "edge serving");
-    crate::http1::serve(listener, Arc::clone(&state), app, shutdown).await;
+    let timeouts = crate::http1::Timeouts {
+        idle: Duration::from_millis(config.idle_timeout_ms),
+        header: Duration::from_millis(config.header_timeout_ms),
+    };
+    crate::http1::serve(listener, Arc::clone(&state), app, timeouts, shutdown).await;
     changes.abort();
     metrics.abort();
     replayer.abort();
