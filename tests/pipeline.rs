@@ -295,10 +295,9 @@ fn a_missing_service_is_named_without_a_stack_trace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_message_goes_to_the_dead_letter_topic_and_the_stream_goes_on() {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::ClientConfig;
     use rdkafka::message::{Headers, Message};
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
     let env = TestEnv::new("dlq");
     env.prepare();
@@ -323,24 +322,7 @@ async fn an_undecodable_message_goes_to_the_dead_letter_topic_and_the_stream_goe
         eventually(Duration::from_secs(60), || async { env.ch_u64("SELECT count() FROM clicks").await == 21 }).await;
     assert!(stored, "{} clicks stored, expected 21", env.ch_u64("SELECT count() FROM clicks").await);
 
-    let dlq_topic = format!("{}dlq", env.topic_prefix());
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", common::kafka_brokers())
-        .set("group.id", format!("{}-dlqcheck", env.id))
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..3 {
-        assignment.add_partition_offset(&dlq_topic, partition, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let message = loop {
-        assert!(std::time::Instant::now() < deadline, "no dead letter arrived");
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) {
-            break message.detach();
-        }
-    };
+    let message = first_dead_letter(&env);
     assert_eq!(message.key(), Some(&b"poison"[..]));
     assert_eq!(message.payload(), Some(&b"{\"not\": \"a click\"}"[..]), "only the bad line is a dead letter");
     let headers = message.headers().unwrap();
@@ -353,6 +335,121 @@ async fn an_undecodable_message_goes_to_the_dead_letter_topic_and_the_stream_goe
     assert!(header("runnel.source.offset").is_some_and(|o| o.parse::<i64>().is_ok()));
     assert_eq!(header("runnel.source.line").as_deref(), Some("2"));
     assert!(header("runnel.reason").is_some_and(|r| r.contains("line 2")), "{:?}", header("runnel.reason"));
+}
+
+/// The first message of the dead-letter topic (waits up to 30 s).
+fn first_dead_letter(env: &TestEnv) -> rdkafka::message::OwnedMessage {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let dlq_topic = format!("{}dlq", env.topic_prefix());
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", common::kafka_brokers())
+        .set("group.id", format!("{}-dlqcheck", env.id))
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..3 {
+        assignment.add_partition_offset(&dlq_topic, partition, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no dead letter arrived");
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) {
+            return message.detach();
+        }
+    }
+}
+
+/// With `RUNNEL_CLICK_ENCODING=compact` the edge writes compact click batches (checked on the
+/// topic) and the processor stores their clicks; a damaged batch goes to the dead-letter topic
+/// whole (source line 0) and none of its clicks is stored, while the stream goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_click_batches_are_stored_and_a_damaged_one_is_a_dead_letter_whole() {
+    use rdkafka::ClientConfig;
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let mut env = TestEnv::new("compact");
+    env.set("RUNNEL_CLICK_ENCODING", "compact");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let _processor = env.spawn_processor();
+    let (code, _) = create_link(&env, "https://example.com/landing").await;
+    let mut answered = follow(&env, &code, 10, BROWSER).await;
+
+    // Two clicks in one batch, cut short in the second.
+    let click = |id: u64| events::ClickEvent {
+        v: 1,
+        id,
+        ts: 1_700_000_000_000,
+        link_id: 1,
+        code: "x".into(),
+        method: "GET".into(),
+        ua: "agent".into(),
+        referrer: String::new(),
+        lang: String::new(),
+        ip: String::new(),
+        country: String::new(),
+        q: String::new(),
+        utm: None,
+    };
+    let mut encoder = events::click_batch::Encoder::default();
+    for event in [click(7), click(8)] {
+        encoder.push(&events::ClickRef {
+            v: event.v,
+            id: event.id,
+            ts: event.ts,
+            link_id: event.link_id,
+            code: &event.code,
+            method: &event.method,
+            ua: &event.ua,
+            referrer: &event.referrer,
+            lang: &event.lang,
+            ip: &event.ip,
+            country: &event.country,
+            q: &event.q,
+            utm: None,
+        });
+    }
+    let batch = encoder.take();
+    let damaged = &batch[..batch.len() - 3];
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", common::kafka_brokers()).create().unwrap();
+    let clicks_topic = format!("{}clicks", env.topic_prefix());
+    producer
+        .send(FutureRecord::to(&clicks_topic).key("poison").payload(damaged).partition(0), Duration::from_secs(10))
+        .await
+        .unwrap();
+    answered.extend(follow(&env, &code, 10, BROWSER).await);
+
+    let stored =
+        eventually(Duration::from_secs(60), || async { env.ch_u64("SELECT count() FROM clicks").await == 20 }).await;
+    assert!(stored, "{} clicks stored, expected 20", env.ch_u64("SELECT count() FROM clicks").await);
+    let ids: Vec<u64> =
+        env.clickhouse().query("SELECT event_id FROM clicks ORDER BY event_id").fetch_all().await.unwrap();
+    answered.sort_unstable();
+    assert_eq!(ids, answered, "every answered click, none of the damaged batch");
+    let agents: Vec<String> =
+        env.clickhouse().query("SELECT DISTINCT user_agent FROM clicks").fetch_all().await.unwrap();
+    assert_eq!(agents, [BROWSER], "the texts written once per batch are every click's");
+
+    let messages = common::read_topic(&common::kafka_brokers(), &clicks_topic, 12, Duration::from_secs(2));
+    let compact = messages.iter().filter(|m| m.payload().is_some_and(events::click_batch::is_compact)).count();
+    assert!(compact >= 2, "the edge wrote compact batches ({compact} of {} messages)", messages.len());
+
+    let message = first_dead_letter(&env);
+    assert_eq!(message.payload(), Some(damaged), "the whole batch is the dead letter");
+    let headers = message.headers().unwrap();
+    let header = |name: &str| {
+        headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(header("runnel.source.line").as_deref(), Some("0"));
+    assert!(
+        header("runnel.reason").is_some_and(|r| r.contains("compact click batch, event 2")),
+        "{:?}",
+        header("runnel.reason")
+    );
 }
 
 /// A MaxMind-format database placing 127.0.0.0/24 (the tests' clients, truncated) in Auckland.

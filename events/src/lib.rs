@@ -3,9 +3,11 @@
 //!
 //! Every payload is a JSON object with a schema version field `"v"`. A Kafka message may carry
 //! several events as newline-delimited JSON, so any JSON consumer (ClickHouse's Kafka engine
-//! included) can read the topics.
+//! included) can read the topics. An edge may instead write its clicks as compact batches
+//! ([`click_batch`], `RUNNEL_CLICK_ENCODING=compact`), which Runnel's processors read too.
 
 mod click;
+pub mod click_batch;
 mod click_line;
 mod codec;
 mod id;

@@ -8,6 +8,15 @@ use sinks::redis::RedisConfig;
 
 use crate::EdgeError;
 
+/// The clicks topic's message layout (`events::click_batch`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClickEncoding {
+    /// NDJSON: one JSON object per click, several clicks per message.
+    Ndjson,
+    /// A compact batch: each distinct text once per message.
+    Compact,
+}
+
 /// Settings of `runnel edge`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct EdgeConfig {
@@ -38,6 +47,12 @@ pub struct EdgeConfig {
     /// metrics only (for maintenance, or to measure the redirect alone).
     #[arg(long, env = "RUNNEL_CAPTURE_CLICKS", default_value_t = true, action = clap::ArgAction::Set)]
     pub capture_clicks: bool,
+    /// How click events are written to the clicks topic: `ndjson`, a JSON line per click (what
+    /// any JSON consumer, ClickHouse's Kafka engine included, reads), or `compact`, a batch that
+    /// writes each distinct text once per message (several times fewer bytes; Runnel's
+    /// processors read both).
+    #[arg(long, env = "RUNNEL_CLICK_ENCODING", value_enum, default_value_t = ClickEncoding::Ndjson)]
+    pub click_encoding: ClickEncoding,
     /// Click events the producer may hold in memory while Kafka is slow or away.
     #[arg(long, env = "RUNNEL_PRODUCER_QUEUE_MESSAGES", default_value_t = 500_000)]
     pub producer_queue_messages: u32,

@@ -23,6 +23,6 @@ mod spool;
 mod stats;
 
 pub use auth::{hash_key, validate_api_keys};
-pub use config::EdgeConfig;
+pub use config::{ClickEncoding, EdgeConfig};
 pub use error::{ApiError, EdgeError};
 pub use server::{AppState, router, run};

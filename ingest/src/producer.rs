@@ -46,7 +46,13 @@ impl Producers {
         acked.set("linger.ms", "0").set("message.timeout.ms", config.kafka.timeout_ms.to_string());
 
         Ok(Self {
-            clicks: ClickPath::new(clicks, config.kafka.topics().clicks, &config.spool_dir, config.spool_max_bytes)?,
+            clicks: ClickPath::new(
+                clicks,
+                config.kafka.topics().clicks,
+                config.click_encoding,
+                &config.spool_dir,
+                config.spool_max_bytes,
+            )?,
             acked: AckedProducer::create(&acked)?,
             topics: config.kafka.topics(),
             link_timeout: Duration::from_millis(config.kafka.timeout_ms),

@@ -13,7 +13,7 @@ use sinks::redis::CounterUpdates;
 
 use crate::batch::Stored;
 use crate::enrich::Enricher;
-use crate::pipeline::Source;
+use crate::pipeline::{Rejected, Source};
 
 /// One stored click: its `RowBinary` bytes and what the counters and fences read.
 pub(crate) struct ClickRecord {
@@ -55,19 +55,11 @@ impl Clicks {
     }
 }
 
-impl Source for Clicks {
-    const NAME: &'static str = "clicks";
-    const TABLE: &'static str = "clicks";
-    type Row = ClickRecord;
-
-    fn topic(topics: &events::kafka::Topics) -> String {
-        topics.clicks.clone()
-    }
-
-    fn row(&mut self, line: &[u8], partition: i32, offset: i64) -> Result<ClickRecord, (&'static str, String)> {
-        let event = ClickLine::decode(line).map_err(|e| ("undecodable", e.to_string()))?;
+impl Clicks {
+    /// The stored row of one decoded event.
+    fn record(&mut self, event: &ClickLine<'_>, partition: i32, offset: i64) -> ClickRecord {
         let scratch = &mut self.scratch;
-        Ok(self.enricher.with_click_row(&event, partition, offset, |row| {
+        self.enricher.with_click_row(event, partition, offset, |row| {
             scratch.clear();
             row.write_row_binary(scratch);
             ClickRecord {
@@ -80,7 +72,37 @@ impl Source for Clicks {
                 offset,
                 row_binary: scratch.as_slice().into(),
             }
-        }))
+        })
+    }
+}
+
+impl Source for Clicks {
+    const NAME: &'static str = "clicks";
+    const TABLE: &'static str = "clicks";
+    type Row = ClickRecord;
+
+    fn topic(topics: &events::kafka::Topics) -> String {
+        topics.clicks.clone()
+    }
+
+    fn row(&mut self, line: &[u8], partition: i32, offset: i64) -> Result<ClickRecord, (&'static str, String)> {
+        let event = ClickLine::decode(line).map_err(|e| ("undecodable", e.to_string()))?;
+        Ok(self.record(&event, partition, offset))
+    }
+
+    fn message_rows(
+        &mut self,
+        payload: &[u8],
+        partition: i32,
+        offset: i64,
+    ) -> Option<Result<Vec<ClickRecord>, Rejected>> {
+        if !events::click_batch::is_compact(payload) {
+            return None;
+        }
+        Some(match events::click_batch::decode(payload) {
+            Ok(events) => Ok(events.iter().map(|event| self.record(event, partition, offset)).collect()),
+            Err(error) => Err(("undecodable", error.to_string())),
+        })
     }
 
     fn tally(row: &ClickRecord, updates: &mut CounterUpdates) {

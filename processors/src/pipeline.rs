@@ -40,6 +40,9 @@ use crate::metrics::{
 use crate::retry::{Retrying, jittered, with_backoff, with_backoff_until};
 use crate::{ProcessConfig, ProcessError};
 
+/// Why an event or message cannot be stored: the dead-letter kind and the reason.
+pub(crate) type Rejected = (&'static str, String);
+
 /// What makes one event pipeline: its topic, its row, its table and its counters.
 pub(crate) trait Source: Send {
     /// Pipeline name: consumer group suffix, metric label, and the fence's source name in
@@ -55,6 +58,18 @@ pub(crate) trait Source: Send {
     /// Decodes and enriches one line, or says why it cannot be stored (it goes to the
     /// dead-letter topic under that reason and kind: `undecodable` or `invalid`).
     fn row(&mut self, line: &[u8], partition: i32, offset: i64) -> Result<Self::Row, (&'static str, String)>;
+    /// Decodes and enriches every event of a message that is not NDJSON lines (a layout of the
+    /// source's own, such as the compact click batch), or `None` when the message is lines. A
+    /// message that does not decode whole is one error: it goes to the dead-letter topic whole
+    /// (source line 0), and none of its events is stored.
+    fn message_rows(
+        &mut self,
+        _payload: &[u8],
+        _partition: i32,
+        _offset: i64,
+    ) -> Option<Result<Vec<Self::Row>, Rejected>> {
+        None
+    }
     /// Adds the row's counter updates.
     fn tally(row: &Self::Row, updates: &mut CounterUpdates);
     /// Inserts `rows` into [`Source::TABLE`] in one INSERT named by `token`.
@@ -498,6 +513,22 @@ impl<S: Source> Pipeline<S> {
         }
         self.batch.add_message(partition, offset, payload.len());
         let mut decoded = 0u64;
+        if let Some(rows) = self.source.message_rows(&payload, partition, offset) {
+            match rows {
+                Ok(rows) => {
+                    decoded = rows.len() as u64;
+                    for row in rows {
+                        self.add_row_once(row);
+                    }
+                }
+                Err((kind, reason)) => {
+                    let source = DlqSource { pipeline: S::NAME, topic: &self.topic, partition, offset, line: 0 };
+                    self.dlq.send(source, key.as_deref(), &payload, kind, &reason).await;
+                }
+            }
+            counter!(EVENTS_CONSUMED_TOTAL, "pipeline" => S::NAME).increment(decoded);
+            return;
+        }
         for (index, line) in events::lines(&payload).enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -505,12 +536,7 @@ impl<S: Source> Pipeline<S> {
             match self.source.row(line, partition, offset) {
                 Ok(row) => {
                     decoded += 1;
-                    // The same event twice (an edge re-sent it from its spool): stored once.
-                    if self.recent.first_time(row.event_key()) {
-                        self.batch.add_row(row);
-                    } else {
-                        counter!(DUPLICATES_TOTAL, "pipeline" => S::NAME).increment(1);
-                    }
+                    self.add_row_once(row);
                 }
                 Err((kind, reason)) => {
                     // Only the bad line goes to the dead-letter topic: the good lines of the
@@ -523,6 +549,16 @@ impl<S: Source> Pipeline<S> {
             }
         }
         counter!(EVENTS_CONSUMED_TOTAL, "pipeline" => S::NAME).increment(decoded);
+    }
+
+    /// Adds a decoded row to the batch unless its event was read already: the same event twice
+    /// (an edge re-sent it from its spool) is stored once.
+    fn add_row_once(&mut self, row: S::Row) {
+        if self.recent.first_time(row.event_key()) {
+            self.batch.add_row(row);
+        } else {
+            counter!(DUPLICATES_TOTAL, "pipeline" => S::NAME).increment(1);
+        }
     }
 
     /// Drops the batch's rows of `partitions` unstored; their event ids are forgotten too, so

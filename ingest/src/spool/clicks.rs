@@ -23,6 +23,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig};
 
 use super::log::{self, Reader, Writer};
+use crate::config::ClickEncoding;
 use crate::metrics::{
     CLICKS_DELIVERED_TOTAL, CLICKS_DROPPED_TOTAL, CLICKS_PRODUCED_TOTAL, CLICKS_REPLAYED_TOTAL, CLICKS_SPOOLED_TOTAL,
     PRODUCER_QUEUE_MESSAGES, SPOOL_BYTES,
@@ -49,6 +50,50 @@ const REPLAY_CHUNK: usize = 2_000;
 /// Delivery opaques: where a produced record came from.
 const DIRECT: usize = 0;
 const REPLAY: usize = 1;
+
+/// One partition's clicks not yet handed to the producer, in the configured encoding.
+enum Batch {
+    Lines(Vec<u8>),
+    Compact(events::click_batch::Encoder),
+}
+
+impl Batch {
+    fn new(encoding: ClickEncoding) -> Self {
+        match encoding {
+            ClickEncoding::Ndjson => Self::Lines(Vec::with_capacity(BATCH_BYTES + 1024)),
+            ClickEncoding::Compact => Self::Compact(events::click_batch::Encoder::with_capacity(BATCH_BYTES + 1024)),
+        }
+    }
+
+    fn push(&mut self, event: &ClickRef<'_>) {
+        match self {
+            Self::Lines(lines) => event.encode_line(lines),
+            Self::Compact(encoder) => encoder.push(event),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Lines(lines) => lines.len(),
+            Self::Compact(encoder) => encoder.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Self::Lines(lines) => lines.is_empty(),
+            Self::Compact(encoder) => encoder.is_empty(),
+        }
+    }
+
+    /// The batch's message; an empty batch stays behind.
+    fn take(&mut self) -> Vec<u8> {
+        match self {
+            Self::Lines(lines) => std::mem::replace(lines, Vec::with_capacity(BATCH_BYTES + 1024)),
+            Self::Compact(encoder) => encoder.take(),
+        }
+    }
+}
 
 /// State shared by the request path, librdkafka's callbacks and the replayer.
 struct Shared {
@@ -137,9 +182,18 @@ impl Shared {
 }
 
 impl Shared {
-    /// Spools every line of an NDJSON batch as its own record.
+    /// Spools every click of a batch (NDJSON or compact) as its own NDJSON record.
     fn append_lines(&self, batch: &[u8]) {
-        for line in batch.split_inclusive(|b| *b == b'\n').filter(|l| l.len() > 1) {
+        let lines = match events::click_batch::to_lines(batch) {
+            Ok(lines) => lines,
+            Err(error) => {
+                // Only this edge writes its batches, and a test reads every cut and damaged
+                // batch: this would be a bug, and it says so.
+                tracing::error!(%error, bytes = batch.len(), "a click batch could not be read back for the spool; its clicks are lost");
+                return;
+            }
+        };
+        for line in lines.split_inclusive(|b| *b == b'\n').filter(|l| l.len() > 1) {
             // A click the spool cannot take is counted and logged (at most once a second) there.
             self.append(line);
         }
@@ -189,8 +243,8 @@ pub(crate) struct ClickPath {
     producer: PolledProducer<ClickContext>,
     topic: String,
     shared: Arc<Shared>,
-    /// One NDJSON buffer per partition.
-    batches: Box<[Mutex<Vec<u8>>]>,
+    /// One batch per partition.
+    batches: Box<[Mutex<Batch>]>,
     produced: metrics::Counter,
 }
 
@@ -200,6 +254,7 @@ impl ClickPath {
     pub(crate) fn new(
         config: ClientConfig,
         topic: String,
+        encoding: ClickEncoding,
         dir: &Path,
         max_bytes: u64,
     ) -> Result<Arc<Self>, crate::EdgeError> {
@@ -238,7 +293,7 @@ impl ClickPath {
         } else {
             partitions
         };
-        let batches = (0..partitions).map(|_| Mutex::new(Vec::with_capacity(BATCH_BYTES + 1024))).collect();
+        let batches = (0..partitions).map(|_| Mutex::new(Batch::new(encoding))).collect();
         Ok(Arc::new(Self { producer, topic, shared, batches, produced: counter!(CLICKS_PRODUCED_TOTAL) }))
     }
 
@@ -254,7 +309,7 @@ impl ClickPath {
         let partition = partition_of(event.link_id, self.batches.len());
         let full = {
             let mut batch = self.batches[partition].lock().expect("not poisoned");
-            event.encode_line(&mut batch);
+            batch.push(event);
             batch.len() >= BATCH_BYTES
         };
         self.produced.increment(1);
@@ -270,7 +325,7 @@ impl ClickPath {
             if buffer.is_empty() {
                 return;
             }
-            std::mem::replace(&mut *buffer, Vec::with_capacity(BATCH_BYTES + 1024))
+            buffer.take()
         };
         // Spooling started since these clicks were batched: they go to the spool, not to a
         // memory queue a crash would lose.
@@ -447,6 +502,63 @@ mod tests {
         assert_eq!(throttle.allow(start + Duration::from_millis(1000)), Some(4));
         assert_eq!(throttle.allow(start + Duration::from_millis(1500)), None);
         assert_eq!(throttle.allow(start + Duration::from_secs(5)), Some(1));
+    }
+
+    /// A batch that did not reach Kafka (purged or failed) is spooled a click per record, as
+    /// NDJSON lines, whichever encoding it was produced in.
+    #[test]
+    fn an_undelivered_batch_is_spooled_as_one_ndjson_record_per_click() {
+        let dir = std::env::temp_dir().join(format!("runnel-spool-batch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let shared = Shared {
+            spooling: AtomicBool::new(true),
+            writer: Mutex::new(Writer::open(&dir, SEGMENT_BYTES).unwrap()),
+            dir: dir.clone(),
+            max_bytes: 1 << 20,
+            bytes: AtomicU64::new(0),
+            wake: tokio::sync::Notify::new(),
+            drop_log: Throttle::new(Duration::from_secs(1)),
+        };
+        let utm = events::Utm { campaign: Some("spring".into()), ..Default::default() };
+        let agents = ["Mozilla/5.0 \"quoted\"\n", "curl/8.4", "Mozilla/5.0 \"quoted\"\n"];
+        let clicks: Vec<ClickRef<'_>> = (0..3u64)
+            .map(|i| ClickRef {
+                v: 1,
+                id: 10 + i,
+                ts: 1_700_000_000_000 + i,
+                link_id: 5,
+                code: "abc",
+                method: "GET",
+                ua: agents[i as usize],
+                referrer: "",
+                lang: "de",
+                ip: "203.0.113.0",
+                country: "",
+                q: "",
+                utm: (i == 1).then_some(&utm),
+            })
+            .collect();
+        let mut lines = Vec::new();
+        let mut batches = [Batch::new(ClickEncoding::Ndjson), Batch::new(ClickEncoding::Compact)];
+        for click in &clicks {
+            click.encode_line(&mut lines);
+            for batch in &mut batches {
+                batch.push(click);
+            }
+        }
+        for batch in &mut batches {
+            shared.append_lines(&batch.take());
+        }
+        let mut reader = Reader::open(&dir, 0).unwrap();
+        let records: Vec<Vec<u8>> = std::iter::from_fn(|| reader.next_record()).collect();
+        let expected: Vec<&[u8]> = lines.split_inclusive(|b| *b == b'\n').collect();
+        assert_eq!(records.len(), 6, "three clicks of each batch");
+        for half in records.chunks(3) {
+            let half: Vec<&[u8]> = half.iter().map(Vec::as_slice).collect();
+            assert_eq!(half, expected);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
