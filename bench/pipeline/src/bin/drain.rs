@@ -1,6 +1,6 @@
 //! The source limit: a bare rdkafka consumer reading every partition of
 //! `{RUNNEL_TOPIC_PREFIX}clicks` from the start (no group), counting event lines, until it has
-//! seen `EVENTS`. Nothing is decoded or stored.
+//! seen `EVENTS`. Nothing is stored; NDJSON is not decoded (compact batches are, to count them).
 //!
 //! Usage: drain EVENTS
 
@@ -31,7 +31,14 @@ fn main() -> anyhow::Result<()> {
     while seen < events {
         if let Some(message) = consumer.poll(Duration::from_secs(1)) {
             let message = message?;
-            seen += message.payload().map_or(0, |p| p.iter().filter(|b| **b == b'\n').count());
+            let payload = message.payload().unwrap_or_default();
+            // A compact batch is counted by reading it (the events' varints and texts), as a
+            // consumer of it must; NDJSON by its newlines.
+            seen += if events::click_batch::is_compact(payload) {
+                events::click_batch::decode(payload).map_or(0, |events| events.len())
+            } else {
+                payload.iter().filter(|b| **b == b'\n').count()
+            };
         }
     }
     eprintln!("drain: {seen} events");

@@ -1,5 +1,6 @@
 //! Produces `EVENTS` realistic click events to `{RUNNEL_TOPIC_PREFIX}clicks` the way the edge
-//! does: NDJSON, up to `PER_MESSAGE` events per message, one message per link partition,
+//! does: NDJSON (or compact batches with `RUNNEL_CLICK_ENCODING=compact`), up to `PER_MESSAGE`
+//! events per message, one message per link partition,
 //! keyed by link id, partitioned by CRC32 of the id. Prints progress to stderr.
 //!
 //! Usage: preload EVENTS [LINKS]
@@ -62,7 +63,11 @@ fn main() -> anyhow::Result<()> {
     let utm = Utm { campaign: Some("spring".into()), ..Utm::default() };
     let started = Instant::now();
     let base_ms = events::now_ms().saturating_sub(3_600_000);
+    // RUNNEL_CLICK_ENCODING=compact: compact click batches, as an edge so configured sends them.
+    let compact = std::env::var("RUNNEL_CLICK_ENCODING").is_ok_and(|e| e == "compact");
     let mut pending: Vec<Vec<u8>> = vec![Vec::new(); partitions];
+    let mut encoders: Vec<events::click_batch::Encoder> =
+        (0..partitions).map(|_| events::click_batch::Encoder::default()).collect();
     let mut counts = vec![0usize; partitions];
     let mut next_id = 1u64 << 40;
     let ip_text: Vec<String> =
@@ -100,11 +105,19 @@ fn main() -> anyhow::Result<()> {
             q: QUERIES.choose(&mut rng).expect("queries"),
             utm: link_id.is_multiple_of(5).then_some(&utm),
         };
-        click.encode_line(&mut pending[partition]);
+        if compact {
+            encoders[partition].push(&click);
+        } else {
+            click.encode_line(&mut pending[partition]);
+        }
         counts[partition] += 1;
         if counts[partition] == PER_MESSAGE {
-            send(&producer, partition, &pending[partition]);
-            pending[partition].clear();
+            if compact {
+                send(&producer, partition, &encoders[partition].take());
+            } else {
+                send(&producer, partition, &pending[partition]);
+                pending[partition].clear();
+            }
             counts[partition] = 0;
         }
         sent += 1;
@@ -118,6 +131,11 @@ fn main() -> anyhow::Result<()> {
     for (partition, payload) in pending.iter().enumerate() {
         if !payload.is_empty() {
             send(&producer, partition, payload);
+        }
+    }
+    for (partition, encoder) in encoders.iter_mut().enumerate() {
+        if !encoder.is_empty() {
+            send(&producer, partition, &encoder.take());
         }
     }
     producer.flush(Duration::from_secs(600))?;
