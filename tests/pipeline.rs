@@ -396,21 +396,7 @@ async fn compact_click_batches_are_stored_and_a_damaged_one_is_a_dead_letter_who
     };
     let mut encoder = events::click_batch::Encoder::default();
     for event in [click(7), click(8)] {
-        encoder.push(&events::ClickRef {
-            v: event.v,
-            id: event.id,
-            ts: event.ts,
-            link_id: event.link_id,
-            code: &event.code,
-            method: &event.method,
-            ua: &event.ua,
-            referrer: &event.referrer,
-            lang: &event.lang,
-            ip: &event.ip,
-            country: &event.country,
-            q: &event.q,
-            utm: None,
-        });
+        encoder.push(&event.as_click_ref());
     }
     let batch = encoder.take();
     let damaged = &batch[..batch.len() - 3];

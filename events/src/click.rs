@@ -94,6 +94,27 @@ pub fn capped_query(query: &str) -> &str {
     &query[..end]
 }
 
+impl ClickEvent {
+    /// The event borrowed, for encoding.
+    pub fn as_click_ref(&self) -> ClickRef<'_> {
+        ClickRef {
+            v: self.v,
+            id: self.id,
+            ts: self.ts,
+            link_id: self.link_id,
+            code: &self.code,
+            method: &self.method,
+            ua: &self.ua,
+            referrer: &self.referrer,
+            lang: &self.lang,
+            ip: &self.ip,
+            country: &self.country,
+            q: &self.q,
+            utm: self.utm.as_ref(),
+        }
+    }
+}
+
 impl ClickRef<'_> {
     /// Appends the event as one NDJSON line: the bytes `serde_json` writes for it, written field
     /// by field without serde's machinery, once per redirect (`click_line`'s tests compare the

@@ -175,22 +175,7 @@ pub fn to_lines(payload: &[u8]) -> Result<Vec<u8>, BatchError> {
     }
     let mut out = Vec::with_capacity(payload.len() * 4);
     for event in decode(payload)? {
-        ClickRef {
-            v: event.v,
-            id: event.id,
-            ts: event.ts,
-            link_id: event.link_id,
-            code: &event.code,
-            method: &event.method,
-            ua: &event.ua,
-            referrer: &event.referrer,
-            lang: &event.lang,
-            ip: &event.ip,
-            country: &event.country,
-            q: &event.q,
-            utm: event.utm.as_ref(),
-        }
-        .encode_line(&mut out);
+        event.as_click_ref().encode_line(&mut out);
     }
     Ok(out)
 }
@@ -330,39 +315,11 @@ mod tests {
     }
 
     fn click_ref(e: &ClickEvent) -> ClickRef<'_> {
-        ClickRef {
-            v: e.v,
-            id: e.id,
-            ts: e.ts,
-            link_id: e.link_id,
-            code: &e.code,
-            method: &e.method,
-            ua: &e.ua,
-            referrer: &e.referrer,
-            lang: &e.lang,
-            ip: &e.ip,
-            country: &e.country,
-            q: &e.q,
-            utm: e.utm.as_ref(),
-        }
+        e.as_click_ref()
     }
 
     fn owned(line: &ClickLine<'_>) -> ClickEvent {
-        ClickEvent {
-            v: line.v,
-            id: line.id,
-            ts: line.ts,
-            link_id: line.link_id,
-            code: line.code.to_string(),
-            method: line.method.to_string(),
-            ua: line.ua.to_string(),
-            referrer: line.referrer.to_string(),
-            lang: line.lang.to_string(),
-            ip: line.ip.to_string(),
-            country: line.country.to_string(),
-            q: line.q.to_string(),
-            utm: line.utm.clone(),
-        }
+        line.to_event()
     }
 
     fn encode(events: &[ClickEvent]) -> Vec<u8> {

@@ -63,6 +63,46 @@ impl<'a> ClickLine<'a> {
     }
 }
 
+impl ClickLine<'_> {
+    /// The event borrowed, for encoding (as NDJSON or into a compact batch).
+    pub fn as_click_ref(&self) -> crate::ClickRef<'_> {
+        crate::ClickRef {
+            v: self.v,
+            id: self.id,
+            ts: self.ts,
+            link_id: self.link_id,
+            code: &self.code,
+            method: &self.method,
+            ua: &self.ua,
+            referrer: &self.referrer,
+            lang: &self.lang,
+            ip: &self.ip,
+            country: &self.country,
+            q: &self.q,
+            utm: self.utm.as_ref(),
+        }
+    }
+
+    /// The event with its text copied.
+    pub fn to_event(&self) -> crate::ClickEvent {
+        crate::ClickEvent {
+            v: self.v,
+            id: self.id,
+            ts: self.ts,
+            link_id: self.link_id,
+            code: self.code.to_string(),
+            method: self.method.to_string(),
+            ua: self.ua.to_string(),
+            referrer: self.referrer.to_string(),
+            lang: self.lang.to_string(),
+            ip: self.ip.to_string(),
+            country: self.country.to_string(),
+            q: self.q.to_string(),
+            utm: self.utm.clone(),
+        }
+    }
+}
+
 /// The fast reader: `None` as soon as the line is not exactly the edge's layout.
 struct Reader<'a> {
     line: &'a [u8],
@@ -216,21 +256,7 @@ mod tests {
     }
 
     fn owned(line: &ClickLine<'_>) -> ClickEvent {
-        ClickEvent {
-            v: line.v,
-            id: line.id,
-            ts: line.ts,
-            link_id: line.link_id,
-            code: line.code.to_string(),
-            method: line.method.to_string(),
-            ua: line.ua.to_string(),
-            referrer: line.referrer.to_string(),
-            lang: line.lang.to_string(),
-            ip: line.ip.to_string(),
-            country: line.country.to_string(),
-            q: line.q.to_string(),
-            utm: line.utm.clone(),
-        }
+        line.to_event()
     }
 
     /// What serde_json makes of `line`, and what `ClickLine::decode` makes of it, agree.
