@@ -314,18 +314,10 @@ mod tests {
             .collect()
     }
 
-    fn click_ref(e: &ClickEvent) -> ClickRef<'_> {
-        e.as_click_ref()
-    }
-
-    fn owned(line: &ClickLine<'_>) -> ClickEvent {
-        line.to_event()
-    }
-
     fn encode(events: &[ClickEvent]) -> Vec<u8> {
         let mut encoder = Encoder::with_capacity(1024);
         for e in events {
-            encoder.push(&click_ref(e));
+            encoder.push(&e.as_click_ref());
         }
         assert_eq!(encoder.events(), events.len());
         encoder.take()
@@ -336,11 +328,11 @@ mod tests {
         let events = events(2_000);
         let batch = encode(&events);
         assert!(is_compact(&batch));
-        let back: Vec<ClickEvent> = decode(&batch).unwrap().iter().map(owned).collect();
+        let back: Vec<ClickEvent> = decode(&batch).unwrap().iter().map(ClickLine::to_event).collect();
         assert_eq!(back, events);
         let mut lines = Vec::new();
         for e in &events {
-            click_ref(e).encode_line(&mut lines);
+            e.as_click_ref().encode_line(&mut lines);
         }
         assert_eq!(to_lines(&batch).unwrap(), lines, "the spool's lines are the NDJSON layout's");
         assert_eq!(to_lines(&lines).unwrap(), lines, "NDJSON stays as it is");
@@ -353,16 +345,16 @@ mod tests {
         let events = events(20);
         let mut encoder = Encoder::default();
         for e in &events[..10] {
-            encoder.push(&click_ref(e));
+            encoder.push(&e.as_click_ref());
         }
         let first = encoder.take();
         assert!(encoder.is_empty());
         for e in &events[10..] {
-            encoder.push(&click_ref(e));
+            encoder.push(&e.as_click_ref());
         }
         let second = encoder.take();
         let back: Vec<ClickEvent> =
-            decode(&first).unwrap().iter().chain(&decode(&second).unwrap()).map(owned).collect();
+            decode(&first).unwrap().iter().chain(&decode(&second).unwrap()).map(ClickLine::to_event).collect();
         assert_eq!(back, events, "no text reference reaches into the batch before");
         assert_eq!(decode(&Encoder::default().take()).unwrap(), vec![], "an empty batch is its header");
     }

@@ -255,16 +255,12 @@ mod tests {
         }
     }
 
-    fn owned(line: &ClickLine<'_>) -> ClickEvent {
-        line.to_event()
-    }
-
     /// What serde_json makes of `line`, and what `ClickLine::decode` makes of it, agree.
     fn agree(line: &[u8]) -> Option<ClickEvent> {
         let reference: Result<ClickEvent, _> = serde_json::from_slice(line);
         let decoded = ClickLine::decode(line);
         match (&reference, &decoded) {
-            (Ok(expected), Ok(got)) => assert_eq!(&owned(got), expected, "{}", String::from_utf8_lossy(line)),
+            (Ok(expected), Ok(got)) => assert_eq!(&got.to_event(), expected, "{}", String::from_utf8_lossy(line)),
             (Err(_), Err(_)) => {}
             _ => panic!("serde_json {reference:?} but decode {decoded:?} for {}", String::from_utf8_lossy(line)),
         }

@@ -238,10 +238,11 @@ impl Conn {
                 buf.reserve(4096);
             }
             let was_empty = buf.is_empty();
+            let deadline = if was_empty { last_read + self.timeouts.idle } else { head_since + self.timeouts.header };
             // A head cut short may be due before the timer (set for an idle wait): once per
             // such head, never for a request that arrived whole.
-            if !was_empty && timer.deadline() > head_since + self.timeouts.header {
-                timer.as_mut().reset(head_since + self.timeouts.header);
+            if timer.deadline() > deadline {
+                timer.as_mut().reset(deadline);
             }
             let mut timed_out = false;
             tokio::select! {
@@ -257,11 +258,6 @@ impl Conn {
                 },
                 _ = self.closing.wait_for(|closing| *closing) => return,
                 () = &mut timer => {
-                    let deadline = if was_empty {
-                        last_read + self.timeouts.idle
-                    } else {
-                        head_since + self.timeouts.header
-                    };
                     if tokio::time::Instant::now() < deadline {
                         timer.as_mut().reset(deadline);
                         continue;

@@ -53,9 +53,7 @@ impl Clicks {
     pub(crate) fn new(enricher: Enricher) -> Self {
         Self { enricher, scratch: Vec::with_capacity(1024) }
     }
-}
 
-impl Clicks {
     /// The stored row of one decoded event.
     fn record(&mut self, event: &ClickLine<'_>, partition: i32, offset: i64) -> ClickRecord {
         let scratch = &mut self.scratch;
@@ -85,7 +83,7 @@ impl Source for Clicks {
         topics.clicks.clone()
     }
 
-    fn row(&mut self, line: &[u8], partition: i32, offset: i64) -> Result<ClickRecord, (&'static str, String)> {
+    fn row(&mut self, line: &[u8], partition: i32, offset: i64) -> Result<ClickRecord, Rejected> {
         let event = ClickLine::decode(line).map_err(|e| ("undecodable", e.to_string()))?;
         Ok(self.record(&event, partition, offset))
     }

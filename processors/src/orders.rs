@@ -11,7 +11,7 @@ use sinks::clickhouse::{ClickhouseWriter, OrderRow};
 use sinks::redis::CounterUpdates;
 
 use crate::batch::Stored;
-use crate::pipeline::Source;
+use crate::pipeline::{Rejected, Source};
 
 impl Stored for OrderRow {
     fn event_time(&self) -> u32 {
@@ -81,7 +81,7 @@ impl Source for Orders {
         topics.orders.clone()
     }
 
-    fn row(&mut self, line: &[u8], partition: i32, offset: i64) -> Result<OrderRow, (&'static str, String)> {
+    fn row(&mut self, line: &[u8], partition: i32, offset: i64) -> Result<OrderRow, Rejected> {
         let event = decode_order(line).map_err(|e| ("undecodable", format!("{}: {}", e.path, e.message)))?;
         order_row(event, partition, offset).map_err(|reason| ("invalid", reason))
     }

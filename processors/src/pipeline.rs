@@ -57,7 +57,7 @@ pub(crate) trait Source: Send {
     fn topic(topics: &events::kafka::Topics) -> String;
     /// Decodes and enriches one line, or says why it cannot be stored (it goes to the
     /// dead-letter topic under that reason and kind: `undecodable` or `invalid`).
-    fn row(&mut self, line: &[u8], partition: i32, offset: i64) -> Result<Self::Row, (&'static str, String)>;
+    fn row(&mut self, line: &[u8], partition: i32, offset: i64) -> Result<Self::Row, Rejected>;
     /// Decodes and enriches every event of a message that is not NDJSON lines (a layout of the
     /// source's own, such as the compact click batch), or `None` when the message is lines. A
     /// message that does not decode whole is one error: it goes to the dead-letter topic whole
