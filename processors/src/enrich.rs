@@ -194,23 +194,38 @@ fn medium_channel(medium: &str) -> Option<&'static str> {
 
 /// The five campaign fields: each from the request's `utm_*` parameter when present, else the
 /// link's.
-pub(crate) fn campaign(query: &str, link: Option<&Utm>) -> [String; 5] {
+pub(crate) type RequestCampaign = [Arc<str>; 5];
+
+/// The five UTM fields a request's query carries (`utm_source`, `utm_medium`, `utm_campaign`,
+/// `utm_term`, `utm_content`; the first non-empty value of each, at most 256 characters), empty
+/// where it has none.
+pub(crate) fn request_campaign(query: &str) -> RequestCampaign {
     let mut fields: [Option<String>; 5] = Default::default();
-    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        let slot = match key.as_ref() {
-            "utm_source" => 0,
-            "utm_medium" => 1,
-            "utm_campaign" => 2,
-            "utm_term" => 3,
-            "utm_content" => 4,
-            _ => continue,
-        };
-        if fields[slot].is_none() && !value.is_empty() {
-            fields[slot] = Some(value.chars().take(256).collect());
+    if query.contains("utm_") {
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let slot = match key.as_ref() {
+                "utm_source" => 0,
+                "utm_medium" => 1,
+                "utm_campaign" => 2,
+                "utm_term" => 3,
+                "utm_content" => 4,
+                _ => continue,
+            };
+            if fields[slot].is_none() && !value.is_empty() {
+                fields[slot] = Some(value.chars().take(256).collect());
+            }
         }
     }
+    fields.map(|field| Arc::from(field.unwrap_or_default()))
+}
+
+/// The campaign of a click: each field from the request's query, else from the link.
+pub(crate) fn campaign<'a>(request: &'a RequestCampaign, link: Option<&'a Utm>) -> [&'a str; 5] {
     let link_fields = link.map(|u| [&u.source, &u.medium, &u.campaign, &u.term, &u.content]);
-    std::array::from_fn(|i| fields[i].take().or_else(|| link_fields.and_then(|l| l[i].clone())).unwrap_or_default())
+    std::array::from_fn(|i| match &*request[i] {
+        "" => link_fields.and_then(|l| l[i].as_deref()).unwrap_or(""),
+        field => field,
+    })
 }
 
 /// Why a GeoIP database could not be used.
@@ -224,9 +239,11 @@ pub(crate) struct GeoError {
 /// Everything the processor adds to a click.
 pub(crate) struct Enricher {
     parser: woothee::parser::Parser,
-    agents: HashMap<String, Agent>,
+    agents: HashMap<String, Arc<Agent>>,
     /// Referrer → (host, channel).
     referrers: HashMap<String, (Arc<str>, &'static str)>,
+    /// Query string → the campaign fields it carries.
+    queries: HashMap<String, Arc<RequestCampaign>>,
     geo: Option<maxminddb::Reader<Vec<u8>>>,
     secret: [u8; 32],
     /// The day the visitor key below belongs to, and the key.
@@ -247,6 +264,7 @@ impl Enricher {
             parser: woothee::parser::Parser::new(),
             agents: HashMap::default(),
             referrers: HashMap::default(),
+            queries: HashMap::default(),
             geo,
             secret,
             day_key: None,
@@ -256,7 +274,8 @@ impl Enricher {
 
     /// Country and city from the GeoIP database, else the edge's CDN country.
     fn place<'a>(&self, ip: &str, cdn_country: &'a str) -> (Cow<'a, str>, Cow<'a, str>) {
-        let found = self.geo.as_ref().zip(ip.parse::<IpAddr>().ok()).and_then(|(reader, ip)| {
+        let found = self.geo.as_ref().and_then(|reader| {
+            let ip = ip.parse::<IpAddr>().ok()?;
             let city = reader.lookup(ip).ok()?.decode::<maxminddb::geoip2::City<'_>>().ok()??;
             let country = city.country.iso_code.unwrap_or_default().to_string();
             let name = city.city.names.english.unwrap_or_default().to_string();
@@ -310,14 +329,15 @@ impl Enricher {
         offset: i64,
         use_row: impl FnOnce(&ClickRowRef<'_>) -> T,
     ) -> T {
-        let agent = cached(&mut self.agents, &event.ua, || parse_agent(&self.parser, &event.ua));
+        let agent = cached(&mut self.agents, &event.ua, || Arc::new(parse_agent(&self.parser, &event.ua)));
         let bot = agent.bot || event.method == "HEAD";
         let (country, city) = self.place(&event.ip, &event.country);
         let (referrer_host, referrer_channel) = cached(&mut self.referrers, &event.referrer, || {
             let (host, channel) = referrer(&event.referrer);
             (Arc::from(host), channel)
         });
-        let [utm_source, utm_medium, utm_campaign, utm_term, utm_content] = campaign(&event.q, event.utm.as_ref());
+        let request = cached(&mut self.queries, &event.q, || Arc::new(request_campaign(&event.q)));
+        let [utm_source, utm_medium, utm_campaign, utm_term, utm_content] = campaign(&request, event.utm.as_ref());
         let channel = match referrer_channel {
             "search" | "social" | "email" => referrer_channel,
             _ => medium_channel(&utm_medium).unwrap_or(referrer_channel),
@@ -340,11 +360,11 @@ impl Enricher {
             device: if bot { "bot" } else { agent.device },
             referrer_host: &referrer_host,
             channel,
-            utm_source: &utm_source,
-            utm_medium: &utm_medium,
-            utm_campaign: &utm_campaign,
-            utm_term: &utm_term,
-            utm_content: &utm_content,
+            utm_source,
+            utm_medium,
+            utm_campaign,
+            utm_term,
+            utm_content,
             visitor_id,
             is_bot: u8::from(bot),
             kafka_partition: partition,
@@ -436,10 +456,13 @@ mod tests {
     #[test]
     fn campaign_fields_come_from_the_request_before_the_link() {
         let link = Utm { source: Some("link-src".into()), campaign: Some("spring".into()), ..Utm::default() };
-        let got = campaign("utm_source=newsletter&utm_medium=email&x=1&utm_source=ignored", Some(&link));
-        assert_eq!(got, ["newsletter".to_string(), "email".into(), "spring".into(), String::new(), String::new()]);
-        assert_eq!(campaign("", None), <[String; 5]>::default());
-        assert_eq!(campaign("utm_term=red%20shoes", None)[3], "red shoes");
+        let request = request_campaign("utm_source=newsletter&utm_medium=email&x=1&utm_source=ignored&utm_term=");
+        assert_eq!(campaign(&request, Some(&link)), ["newsletter", "email", "spring", "", ""]);
+        assert_eq!(campaign(&request_campaign(""), None), [""; 5]);
+        assert_eq!(campaign(&request_campaign("ref=home"), Some(&link)), ["link-src", "", "spring", "", ""]);
+        assert_eq!(campaign(&request_campaign("utm_term=red%20shoes"), None)[3], "red shoes");
+        let long = format!("utm_content={}", "é".repeat(300));
+        assert_eq!(campaign(&request_campaign(&long), None)[4].chars().count(), 256);
     }
 
     #[test]
