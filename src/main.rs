@@ -77,6 +77,17 @@ enum Command {
         #[command(flatten)]
         clickhouse: sinks::clickhouse::ClickhouseConfig,
     },
+    /// Print a topic's events as NDJSON, one line each (compact click batches decoded), from the
+    /// start of each partition to where it ends now.
+    Dump {
+        /// clicks, orders or links.
+        topic: processors::DumpTopic,
+        /// Keep printing events as they arrive (until Ctrl-C).
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        kafka: events::kafka::KafkaConfig,
+    },
     /// Create the Kafka topics that are missing and check those that exist.
     Topics(events::kafka::KafkaConfig),
     /// Manage the link index.
@@ -264,6 +275,22 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!(
                 "\nAdd the entry to RUNNEL_API_KEYS (comma separated); send the key as `Authorization: Bearer {key}`."
             );
+        }
+        Command::Dump { topic, follow, kafka } => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let report = tokio::select! {
+                report = processors::dump(&kafka, topic, follow, &mut out) => report,
+                () = shutdown_signal() => Ok(processors::DumpReport::default()),
+            };
+            match report {
+                Ok(report) if report.undecodable > 0 => {
+                    eprintln!("{} of {} messages did not decode (named above)", report.undecodable, report.messages)
+                }
+                Ok(_) => {}
+                // `runnel dump clicks | head`: the reader has what it wanted.
+                Err(processors::ProcessError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                Err(error) => return Err(error.into()),
+            }
         }
         Command::Topics(kafka) => {
             for (spec, outcome) in events::kafka::ensure_topics(&kafka).await? {

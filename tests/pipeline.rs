@@ -361,17 +361,17 @@ fn first_dead_letter(env: &TestEnv) -> rdkafka::message::OwnedMessage {
     }
 }
 
-/// With `RUNNEL_CLICK_ENCODING=compact` the edge writes compact click batches (checked on the
-/// topic) and the processor stores their clicks; a damaged batch goes to the dead-letter topic
-/// whole (source line 0) and none of its clicks is stored, while the stream goes on.
+/// By default the edge writes compact click batches (checked on the topic) and the processor
+/// stores their clicks; a damaged batch goes to the dead-letter topic whole (source line 0) and
+/// none of its clicks is stored, while the stream goes on. `runnel dump clicks` prints every
+/// click as an NDJSON line and names the batch it cannot decode.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compact_click_batches_are_stored_and_a_damaged_one_is_a_dead_letter_whole() {
     use rdkafka::ClientConfig;
     use rdkafka::message::{Headers, Message};
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
-    let mut env = TestEnv::new("compact");
-    env.set("RUNNEL_CLICK_ENCODING", "compact");
+    let env = TestEnv::new("compact");
     env.prepare();
     let _edge = env.spawn_edge().await;
     let _processor = env.spawn_processor();
@@ -436,6 +436,21 @@ async fn compact_click_batches_are_stored_and_a_damaged_one_is_a_dead_letter_who
         "{:?}",
         header("runnel.reason")
     );
+
+    let (ok, stdout, stderr) = env.run(&["dump", "clicks"]);
+    assert!(ok, "runnel dump clicks failed: {stderr}");
+    let mut dumped: Vec<u64> = stdout
+        .lines()
+        .map(|line| {
+            let event: events::ClickEvent = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert_eq!((event.code.as_str(), event.ua.as_str()), (code.as_str(), BROWSER), "{line}");
+            event.id
+        })
+        .collect();
+    dumped.sort_unstable();
+    assert_eq!(dumped, answered, "one line per stored click");
+    assert!(stderr.contains("partition 0") && stderr.contains("compact click batch, event 2"), "{stderr}");
+    assert!(stderr.contains("1 of "), "{stderr}");
 }
 
 /// A MaxMind-format database placing 127.0.0.0/24 (the tests' clients, truncated) in Auckland.

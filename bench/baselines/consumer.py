@@ -1,6 +1,7 @@
 """Baseline (c): the clicks pipeline as a team would write it in Python.
 
-confluent-kafka consumer group → json.loads per line → a few derived fields → one INSERT per
+confluent-kafka consumer group → each message's events (a compact click batch decoded as
+`events::click_batch` lays it out, or json.loads per NDJSON line) → a few derived fields → one INSERT per
 50,000 rows (clickhouse-connect on a current server, clickhouse-driver on older ones) → commit.
 No fences, no dead letters, no Redis: at-least-once only, so it does less than Runnel.
 
@@ -21,6 +22,47 @@ HOST = URL.split("://", 1)[-1].split(":")[0]
 COLUMNS = ["event_id", "ts", "link_id", "code", "method", "user_agent", "referrer", "accept_language",
            "country", "visitor_id", "is_bot", "kafka_partition", "kafka_offset"]
 BOTS = ("bot", "crawler", "spider", "facebookexternalhit", "preview", "curl/", "python-requests")
+
+
+def compact_events(payload):
+    """The events of a compact click batch (events/src/click_batch.rs), as NDJSON's dicts."""
+    table, at, ts, end = [], 4, 0, len(payload)
+
+    def varint():
+        nonlocal at
+        value = shift = 0
+        while True:
+            byte = payload[at]
+            at += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value
+            shift += 7
+
+    def text():
+        nonlocal at
+        tag = varint()
+        if tag == 0:
+            return ""
+        if tag & 1:
+            return table[tag >> 1]
+        start, at = at, at + (tag >> 1)
+        value = payload[start:at].decode()
+        table.append(value)
+        return value
+
+    while at < end:
+        v, event_id, delta, link_id = varint(), varint(), varint(), varint()
+        ts += (delta >> 1) ^ -(delta & 1)
+        code, method, ua, ref, lang, ip, country, q, utm = [text() for _ in range(9)]
+        yield {"v": v, "id": event_id, "ts": ts, "link_id": link_id, "code": code, "method": method, "ua": ua,
+               "ref": ref, "lang": lang, "ip": ip, "country": country, "q": q}
+
+
+def message_events(payload):
+    if payload.startswith(b"\0RC"):
+        return compact_events(payload)
+    return (json.loads(line) for line in payload.splitlines() if line.strip())
 
 
 def inserter():
@@ -52,10 +94,7 @@ def main():
         for message in consumer.consume(num_messages=500, timeout=1.0):
             if message.error():
                 continue
-            for line in message.value().splitlines():
-                if not line.strip():
-                    continue
-                e = json.loads(line)
+            for e in message_events(message.value()):
                 ua = e.get("ua", "")
                 bot = int(e["method"] == "HEAD" or not ua or any(b in ua.lower() for b in BOTS))
                 visitor = zlib.crc32((e.get("ip", "") + "\0" + ua).encode())

@@ -22,7 +22,7 @@ def parse(path):
 
 
 rows = {}
-for name in ("nginx", "runnel", "runnel-no-capture", "runnel-1-thread", "runnel-compact"):
+for name in ("nginx", "runnel", "runnel-no-capture", "runnel-1-thread", "runnel-ndjson"):
     runs = [parse(work / f"{name}-{r}.txt") for r in range(1, rounds + 1)]
     rows[name] = (
         statistics.median(r[0] for r in runs),

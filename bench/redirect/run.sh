@@ -38,8 +38,8 @@ cargo build --release --locked --bin runnel 2>&1 | tail -n 1
 RUNNEL=$CARGO_TARGET_DIR/release/runnel
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-NGINX_PORT=$(free_port); CAPTURE_PORT=$(free_port); BARE_PORT=$(free_port); ONE_PORT=$(free_port); COMPACT_PORT=$(free_port)
-CAPTURE_METRICS_PORT=$(free_port); BARE_METRICS_PORT=$(free_port); ONE_METRICS_PORT=$(free_port); COMPACT_METRICS_PORT=$(free_port)
+NGINX_PORT=$(free_port); CAPTURE_PORT=$(free_port); BARE_PORT=$(free_port); ONE_PORT=$(free_port); NDJSON_PORT=$(free_port)
+CAPTURE_METRICS_PORT=$(free_port); BARE_METRICS_PORT=$(free_port); ONE_METRICS_PORT=$(free_port); NDJSON_METRICS_PORT=$(free_port)
 
 export RUNNEL_TOPIC_PREFIX=bench. RUNNEL_REDIS_PREFIX=bench: RUNNEL_GROUP_PREFIX=bench-
 export RUNNEL_KAFKA_IDEMPOTENCE=false RUNNEL_LOG_FORMAT=text RUST_LOG=warn
@@ -59,11 +59,12 @@ pids+=($!)
 TOKIO_WORKER_THREADS=1 RUNNEL_EDGE_ADDR=127.0.0.1:$ONE_PORT RUNNEL_EDGE_METRICS_ADDR=127.0.0.1:$ONE_METRICS_PORT RUNNEL_SPOOL_DIR=$WORK/spool-one \
   "$RUNNEL" edge >"$WORK/edge-one.log" 2>&1 &
 pids+=($!)
-# The capturing edge writing compact click batches (RUNNEL_CLICK_ENCODING=compact).
-RUNNEL_CLICK_ENCODING=compact RUNNEL_EDGE_ADDR=127.0.0.1:$COMPACT_PORT RUNNEL_EDGE_METRICS_ADDR=127.0.0.1:$COMPACT_METRICS_PORT RUNNEL_SPOOL_DIR=$WORK/spool-compact \
-  "$RUNNEL" edge >"$WORK/edge-compact.log" 2>&1 &
+# The capturing edge writing NDJSON click lines (RUNNEL_CLICK_ENCODING=ndjson) instead of the
+# default compact batches.
+RUNNEL_CLICK_ENCODING=ndjson RUNNEL_EDGE_ADDR=127.0.0.1:$NDJSON_PORT RUNNEL_EDGE_METRICS_ADDR=127.0.0.1:$NDJSON_METRICS_PORT RUNNEL_SPOOL_DIR=$WORK/spool-ndjson \
+  "$RUNNEL" edge >"$WORK/edge-ndjson.log" 2>&1 &
 pids+=($!)
-for port in $CAPTURE_PORT $BARE_PORT $ONE_PORT $COMPACT_PORT; do
+for port in $CAPTURE_PORT $BARE_PORT $ONE_PORT $NDJSON_PORT; do
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 done
 code=$(curl -sf -X POST "http://127.0.0.1:$CAPTURE_PORT/api/links" -H "authorization: Bearer $API_KEY" \
@@ -85,8 +86,8 @@ NGINX
 /usr/sbin/nginx -c "$WORK/nginx.conf" -p "$WORK"
 for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/$code" && break; sleep 0.1; done
 
-declare -A URLS=([nginx]="http://127.0.0.1:$NGINX_PORT/$code" [runnel]="http://127.0.0.1:$CAPTURE_PORT/$code" [runnel-no-capture]="http://127.0.0.1:$BARE_PORT/$code" [runnel-1-thread]="http://127.0.0.1:$ONE_PORT/$code" [runnel-compact]="http://127.0.0.1:$COMPACT_PORT/$code")
-for name in nginx runnel runnel-no-capture runnel-1-thread runnel-compact; do
+declare -A URLS=([nginx]="http://127.0.0.1:$NGINX_PORT/$code" [runnel]="http://127.0.0.1:$CAPTURE_PORT/$code" [runnel-no-capture]="http://127.0.0.1:$BARE_PORT/$code" [runnel-1-thread]="http://127.0.0.1:$ONE_PORT/$code" [runnel-ndjson]="http://127.0.0.1:$NDJSON_PORT/$code")
+for name in nginx runnel runnel-no-capture runnel-1-thread runnel-ndjson; do
   status=$(curl -s -o /dev/null -w '%{http_code}' "${URLS[$name]}")
   [ "$status" = 302 ] || { echo "$name answers $status, not 302" >&2; exit 1; }
   wrk -t1 -c"$CONNECTIONS" -d2s "${URLS[$name]}" >/dev/null   # warm-up
@@ -103,11 +104,11 @@ cpu_of() {
 }
 nginx_pids() { pgrep -f "nginx: worker process" | tr '\n' ' '; }
 BROKER_PID=$(cat .stack/kafka/tansu.pid 2>/dev/null || echo 0)
-declare -A SERVER_PIDS=([nginx]="$(nginx_pids)" [runnel]="${pids[0]}" [runnel-no-capture]="${pids[1]}" [runnel-1-thread]="${pids[2]}" [runnel-compact]="${pids[3]}")
+declare -A SERVER_PIDS=([nginx]="$(nginx_pids)" [runnel]="${pids[0]}" [runnel-no-capture]="${pids[1]}" [runnel-1-thread]="${pids[2]}" [runnel-ndjson]="${pids[3]}")
 
 echo "rounds: $ROUNDS x ${SECONDS_PER_RUN}s per contender, $CONNECTIONS connections, wrk -t1, alternating"
 for round in $(seq 1 "$ROUNDS"); do
-  for name in nginx runnel runnel-no-capture runnel-1-thread runnel-compact; do
+  for name in nginx runnel runnel-no-capture runnel-1-thread runnel-ndjson; do
     # shellcheck disable=SC2086
     server_before=$(cpu_of ${SERVER_PIDS[$name]}); broker_before=$(cpu_of "$BROKER_PID")
     wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "${URLS[$name]}" >"$WORK/$name-$round.txt"

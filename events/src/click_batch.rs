@@ -2,8 +2,8 @@
 //! once per message. An edge's batch holds one partition's clicks, so a link's code, the user
 //! agents, referrers and languages of its visitors repeat, and the message is a fraction of the
 //! NDJSON lines' size (the broker's cost per click follows the bytes; `bench/README.md`).
-//! Off by default (`RUNNEL_CLICK_ENCODING=compact` turns it on): NDJSON is what any JSON
-//! consumer reads. Runnel's processors read both.
+//! The edge's default layout for clicks (`RUNNEL_CLICK_ENCODING=ndjson` writes NDJSON lines
+//! instead, what any JSON consumer reads). Runnel's processors read both.
 //!
 //! Layout (every integer a LEB128 varint):
 //!

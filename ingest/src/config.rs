@@ -47,11 +47,11 @@ pub struct EdgeConfig {
     /// metrics only (for maintenance, or to measure the redirect alone).
     #[arg(long, env = "RUNNEL_CAPTURE_CLICKS", default_value_t = true, action = clap::ArgAction::Set)]
     pub capture_clicks: bool,
-    /// How click events are written to the clicks topic: `ndjson`, a JSON line per click (what
-    /// any JSON consumer, ClickHouse's Kafka engine included, reads), or `compact`, a batch that
-    /// writes each distinct text once per message (several times fewer bytes; Runnel's
-    /// processors read both).
-    #[arg(long, env = "RUNNEL_CLICK_ENCODING", value_enum, default_value_t = ClickEncoding::Ndjson)]
+    /// How click events are written to the clicks topic: `compact`, a batch that writes each
+    /// distinct text once per message (several times fewer bytes for the broker to store and
+    /// serve, and cheaper to read), or `ndjson`, a JSON line per click (what any JSON consumer,
+    /// ClickHouse's Kafka engine included, reads). Runnel's processors read both.
+    #[arg(long, env = "RUNNEL_CLICK_ENCODING", value_enum, default_value_t = ClickEncoding::Compact)]
     pub click_encoding: ClickEncoding,
     /// Click events the producer may hold in memory while Kafka is slow or away.
     #[arg(long, env = "RUNNEL_PRODUCER_QUEUE_MESSAGES", default_value_t = 500_000)]

@@ -340,7 +340,7 @@ impl Enricher {
         let [utm_source, utm_medium, utm_campaign, utm_term, utm_content] = campaign(&request, event.utm.as_ref());
         let channel = match referrer_channel {
             "search" | "social" | "email" => referrer_channel,
-            _ => medium_channel(&utm_medium).unwrap_or(referrer_channel),
+            _ => medium_channel(utm_medium).unwrap_or(referrer_channel),
         };
         let visitor_id = self.visitor_id(event.ts, &event.ip, &event.ua);
         use_row(&ClickRowRef {

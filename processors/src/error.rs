@@ -12,6 +12,9 @@ pub enum ProcessError {
     /// Kafka client error.
     #[error("Kafka: {0}")]
     Consumer(#[from] rdkafka::error::KafkaError),
+    /// Output could not be written (`runnel dump`).
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
     /// A sink failed for good.
     #[error(transparent)]
     Sink(#[from] sinks::SinkError),

@@ -10,6 +10,7 @@ mod clicks;
 mod config;
 mod dedup;
 mod dlq;
+mod dump;
 mod enrich;
 mod error;
 mod links;
@@ -19,6 +20,7 @@ mod pipeline;
 mod retry;
 
 pub use config::{Pipeline, ProcessConfig};
+pub use dump::{DumpReport, DumpTopic, dump};
 pub use error::ProcessError;
 pub use links::{RebuildReport, rebuild_links, run_links};
 

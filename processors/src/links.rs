@@ -142,32 +142,11 @@ pub async fn rebuild_links(
     redis: &RedisConfig,
     mut progress: impl FnMut(&RebuildReport),
 ) -> Result<RebuildReport, ProcessError> {
-    kafka.validate()?;
-    kafka.check_reachable().await?;
-    let index = LinkIndex::new(redis.clone(), redis.connect().await?);
-    let topic = kafka.topics().links;
-    let mut config = kafka.client_config();
-    config.set("group.id", format!("runnel-links-rebuild-{}", std::process::id())).set("enable.auto.commit", "false");
-    let consumer: StreamConsumer = config.create()?;
-    let timeout = Duration::from_millis(kafka.timeout_ms);
-    let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
-    let partitions: Vec<i32> =
-        metadata.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
     // Read each partition up to where it ends now.
-    let mut remaining = std::collections::HashMap::new();
-    let mut assignment = TopicPartitionList::new();
-    for partition in partitions {
-        let (low, high) = consumer.fetch_watermarks(&topic, partition, timeout)?;
-        if high > low {
-            remaining.insert(partition, high);
-            assignment.add_partition_offset(&topic, partition, Offset::Beginning)?;
-        }
-    }
+    let (consumer, mut remaining) =
+        crate::dump::read_from_start(kafka, &kafka.topics().links, "runnel-links-rebuild").await?;
+    let index = LinkIndex::new(redis.clone(), redis.connect().await?);
     let mut report = RebuildReport::default();
-    if remaining.is_empty() {
-        return Ok(report);
-    }
-    consumer.assign(&assignment)?;
     while !remaining.is_empty() {
         let message = consumer.recv().await?;
         if let Some(payload) = message.payload() {

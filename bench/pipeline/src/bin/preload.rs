@@ -1,5 +1,5 @@
 //! Produces `EVENTS` realistic click events to `{RUNNEL_TOPIC_PREFIX}clicks` the way the edge
-//! does: NDJSON (or compact batches with `RUNNEL_CLICK_ENCODING=compact`), up to `PER_MESSAGE`
+//! does: compact batches (or NDJSON with `RUNNEL_CLICK_ENCODING=ndjson`), up to `PER_MESSAGE`
 //! events per message, one message per link partition,
 //! keyed by link id, partitioned by CRC32 of the id. Prints progress to stderr.
 //!
@@ -63,8 +63,8 @@ fn main() -> anyhow::Result<()> {
     let utm = Utm { campaign: Some("spring".into()), ..Utm::default() };
     let started = Instant::now();
     let base_ms = events::now_ms().saturating_sub(3_600_000);
-    // RUNNEL_CLICK_ENCODING=compact: compact click batches, as an edge so configured sends them.
-    let compact = std::env::var("RUNNEL_CLICK_ENCODING").is_ok_and(|e| e == "compact");
+    // Compact click batches, as the edge sends them by default; RUNNEL_CLICK_ENCODING=ndjson: lines.
+    let compact = !std::env::var("RUNNEL_CLICK_ENCODING").is_ok_and(|e| e == "ndjson");
     let mut pending: Vec<Vec<u8>> = vec![Vec::new(); partitions];
     let mut encoders: Vec<events::click_batch::Encoder> =
         (0..partitions).map(|_| events::click_batch::Encoder::default()).collect();
