@@ -179,9 +179,7 @@ impl Shared {
             }
         }
     }
-}
 
-impl Shared {
     /// Spools every click of a batch (NDJSON or compact) as its own NDJSON record.
     fn append_lines(&self, batch: &[u8]) {
         let lines = match events::click_batch::to_lines(batch) {
@@ -310,15 +308,15 @@ impl ClickPath {
         let full = {
             let mut batch = self.batches[partition].lock().expect("not poisoned");
             batch.push(event);
-            batch.len() >= BATCH_BYTES
+            (batch.len() >= BATCH_BYTES).then(|| batch.take())
         };
         self.produced.increment(1);
-        if full {
-            self.send_batch(partition);
+        if let Some(batch) = full {
+            self.produce(partition, &batch);
         }
     }
 
-    /// Sends partition's batch to the producer; if the producer refuses it, spools its clicks.
+    /// Sends partition's batch to the producer, if it has clicks.
     fn send_batch(&self, partition: usize) {
         let batch = {
             let mut buffer = self.batches[partition].lock().expect("not poisoned");
@@ -327,13 +325,19 @@ impl ClickPath {
             }
             buffer.take()
         };
+        self.produce(partition, &batch);
+    }
+
+    /// Hands a batch taken from partition's buffer to the producer; if the producer refuses it,
+    /// spools its clicks.
+    fn produce(&self, partition: usize, batch: &[u8]) {
         // Spooling started since these clicks were batched: they go to the spool, not to a
         // memory queue a crash would lose.
         if self.shared.spooling.load(Ordering::SeqCst) {
-            self.shared.append_lines(&batch);
+            self.shared.append_lines(batch);
             return;
         }
-        let record = BaseRecord::with_opaque_to(&self.topic, DIRECT).partition(partition as i32).payload(&batch);
+        let record = BaseRecord::with_opaque_to(&self.topic, DIRECT).partition(partition as i32).payload(batch);
         if let Err((error, _)) = self.producer.send::<(), _>(record) {
             let reason = if matches!(error, KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) {
                 "producer queue full"
@@ -341,7 +345,7 @@ impl ClickPath {
                 "produce failed"
             };
             self.shared.start_spooling(reason);
-            self.shared.append_lines(&batch);
+            self.shared.append_lines(batch);
         } else if self.shared.spooling.load(Ordering::SeqCst) {
             // Spooling started while this batch was handed over: have it purged into the spool.
             self.shared.wake.notify_one();
