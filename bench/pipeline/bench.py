@@ -25,7 +25,12 @@ EVENTS = int(sys.argv[1]) if len(sys.argv) > 1 else 2_000_000
 TARGET = os.environ["CARGO_TARGET_DIR"] + "/release"
 CH_URL = os.environ.get("RUNNEL_CLICKHOUSE_URL", "http://127.0.0.1:8123")
 RUN = f"bench{int(time.time())}"
-ENV = dict(os.environ, RUNNEL_TOPIC_PREFIX=f"{RUN}.", RUNNEL_GROUP_PREFIX=f"{RUN}-", RUNNEL_REDIS_PREFIX=f"{RUN}:",
+# `runnel process` joins its group as a dynamic member, as the Python baseline does: tansu 0.6
+# holds each JoinGroup and SyncGroup of a static member (`group.instance.id`, the processor's
+# default) for 3 s (PAUSE_MS in tansu-broker's group administrator), 6 s per run that the Python
+# consumer does not wait.
+ENV = dict(os.environ, RUNNEL_PROCESSOR_INSTANCE_ID="none",
+           RUNNEL_TOPIC_PREFIX=f"{RUN}.", RUNNEL_GROUP_PREFIX=f"{RUN}-", RUNNEL_REDIS_PREFIX=f"{RUN}:",
            RUNNEL_KAFKA_FETCH_WAIT_MS=os.environ.get("RUNNEL_KAFKA_FETCH_WAIT_MS", "100"),
            RUNNEL_PROCESS_METRICS_ADDR="127.0.0.1:0", RUST_LOG="warn")
 

@@ -89,6 +89,11 @@ pub struct ProcessConfig {
     /// customers per hour: what the top-links and customers reports read), in seconds; 0: never.
     #[arg(long, env = "RUNNEL_ROLLUP_INTERVAL_SECS", default_value_t = 300)]
     pub rollup_interval_secs: u64,
+    /// Have ClickHouse write a batch's materialized views at once, on several of its threads
+    /// (`parallel_view_processing`), instead of one after another: shorter flushes where the
+    /// server has a core to spare. Off leaves ClickHouse one thread per INSERT.
+    #[arg(long, env = "RUNNEL_CLICKHOUSE_PARALLEL_VIEWS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub clickhouse_parallel_views: bool,
     /// Address of the processors' `/metrics` endpoint.
     #[arg(long, env = "RUNNEL_PROCESS_METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: SocketAddr,

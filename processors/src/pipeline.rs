@@ -325,7 +325,8 @@ pub(crate) async fn run<S: Source>(
     let clickhouse = ClickhouseWriter::for_server(
         config.clickhouse.clone(),
         sinks::clickhouse::ServerVersion::parse(&server).unwrap_or(sinks::clickhouse::ServerVersion(0, 0)),
-    );
+    )
+    .with_parallel_views(config.clickhouse_parallel_views);
     let mut dlq_config = config.kafka.client_config();
     dlq_config.set("enable.idempotence", "true").set("acks", "all");
 

@@ -343,6 +343,40 @@ async fn deduplication_tokens_go_only_to_servers_that_take_them() {
     assert_eq!(count(&config, "SELECT count() FROM clicks").await, 1);
 }
 
+/// A writer with parallel views has the server write a table's views at once: two views that
+/// each take a second per block are written in about one second, one after another in two.
+#[tokio::test]
+async fn parallel_views_write_a_tables_views_at_once() {
+    let config = clickhouse(&unique("runnel_parallel_views"));
+    let _db = Database(config.clone());
+    let server = clickhouse::Client::default().with_url(&config.url).with_validation(false);
+    server.query(&format!("CREATE DATABASE {}", config.database)).execute().await.unwrap();
+    let client = config.client();
+    client.query("CREATE TABLE source (x UInt64) ENGINE = MergeTree ORDER BY x").execute().await.unwrap();
+    for view in ["a", "b"] {
+        client.query(&format!("CREATE TABLE {view}_rows (x UInt64) ENGINE = MergeTree ORDER BY x")).execute().await.unwrap();
+        // `sleep` waits once per block: one second per INSERT here.
+        client
+            .query(&format!("CREATE MATERIALIZED VIEW {view}_mv TO {view}_rows AS SELECT x + sleep(1) AS x FROM source"))
+            .execute()
+            .await
+            .unwrap();
+    }
+    let row = 7u64.to_le_bytes();
+    let mut took = Vec::new();
+    for parallel in [true, false] {
+        let writer = ClickhouseWriter::new(config.clone()).with_parallel_views(parallel);
+        let started = std::time::Instant::now();
+        writer.insert_row_binary("source", &["x"], None, &[&row]).await.unwrap();
+        took.push(started.elapsed());
+    }
+    assert!(took[0] < Duration::from_millis(1800), "parallel views took {:?}", took[0]);
+    assert!(took[1] >= Duration::from_secs(2), "views one after another took {:?}", took[1]);
+    for view in ["a", "b"] {
+        assert_eq!(count(&config, &format!("SELECT count() FROM {view}_rows WHERE x = 7")).await, 2);
+    }
+}
+
 /// Rows encoded by hand (`ClickRowRef::write_row_binary`, what the processor sends) are stored
 /// exactly as the same rows inserted through the `clickhouse` crate's own encoding: every
 /// column, long and multibyte text, and a batch over several body chunks. Tokens go with them.

@@ -218,6 +218,17 @@ impl ClickhouseWriter {
         Self { dedup_tokens: server >= DEDUP_TOKENS_SINCE, ..Self::new(config) }
     }
 
+    /// A writer whose INSERTs have the server write the table's materialized views at once, on
+    /// several threads (`parallel_view_processing`), when `on`. The raw rows are still written
+    /// first and the views started in name order, so the fences' views (which sort first) move
+    /// with the raw rows either way (docs/reliability.md).
+    pub fn with_parallel_views(mut self, on: bool) -> Self {
+        if on {
+            self.client = self.client.with_setting("parallel_view_processing", "1");
+        }
+        self
+    }
+
     /// Whether this writer's INSERTs carry deduplication tokens.
     pub fn sends_dedup_tokens(&self) -> bool {
         self.dedup_tokens
