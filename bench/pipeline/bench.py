@@ -2,7 +2,7 @@
 
 (a) source limit: a bare rdkafka consumer (bench/pipeline drain) reading every event;
 (b) sink limit:   clickhouse-client inserting the same rows (exported from (d)) from a file
-                  into a fresh `clicks` table with its views;
+                  into a fresh `clicks` table with its views (written at once, as (d) has them);
 (c) baseline:     a Python consumer (confluent-kafka → clickhouse-connect/-driver);
 (d) Runnel:       `runnel process --pipelines clicks` (ClickHouse + Redis, fenced).
 
@@ -175,7 +175,10 @@ def main():
     migrate(db_b)
     with open(export, "rb") as rows_file:
         rows.append(measure("(b) clickhouse-client from a file",
-                            ["clickhouse-client", "--database", db_b, "--query", "INSERT INTO clicks FORMAT Native"],
+                            # The views written at once, as `runnel process` has them written
+                            # (RUNNEL_CLICKHOUSE_PARALLEL_VIEWS).
+                            ["clickhouse-client", "--database", db_b, "--parallel_view_processing=1",
+                             "--query", "INSERT INTO clicks FORMAT Native"],
                             stdin=rows_file))
     os.remove(export)
     assert int(ch("SELECT count() FROM clicks", db_b)) == EVENTS
