@@ -2,9 +2,12 @@
 //! (and its views) + Redis counters, each above its own offset fence → commit.
 //!
 //! One loop per pipeline: receive, decode, batch; flush at max rows, bytes or age into
-//! ClickHouse, then Redis; then commit. Rebalance callbacks only record what changed; the loop
-//! acts on it before touching the next message, so fences are loaded before a newly assigned
-//! partition's first message is handled.
+//! ClickHouse and Redis at once, then the archive; then commit. While a full or aged batch is
+//! flushed, the loop reads the next one (at most one batch ahead): the time ClickHouse spends
+//! on a batch is not lost to reading. Rebalance callbacks only record what changed; the loop
+//! acts on it before touching the next message (reading ahead stops at a change and goes on
+//! after the flush), so fences are loaded before a newly assigned partition's first message
+//! is handled.
 //!
 //! Rebalances are incremental (cooperative-sticky): only the partitions that move are revoked.
 //! A revoked partition is held until the loop has stored and committed what it took from it,
@@ -264,10 +267,36 @@ impl Drop for PauseOnRetry<'_> {
     }
 }
 
-struct Pipeline<S: Source> {
+/// A message detached from the consumer: partition, offset, key and payload.
+type Received = (i32, i64, Option<Vec<u8>>, Vec<u8>);
+
+/// What turns messages into a batch's rows: the source, the dead-letter topic for what cannot
+/// be stored, and the window of recent event ids.
+struct Reader<S: Source> {
     source: S,
-    consumer: StreamConsumer<Rebalances>,
     dlq: DeadLetters,
+    recent: RecentIds,
+}
+
+/// The offsets up to which each sink stored each partition.
+struct StoredUpTo<'a> {
+    clickhouse: &'a Fences,
+    redis: &'a Fences,
+    /// `None` without an archive.
+    archive: Option<&'a Fences>,
+}
+
+impl StoredUpTo<'_> {
+    /// Whether every sink stored the message at `offset` of `partition`.
+    fn everywhere(&self, partition: i32, offset: i64) -> bool {
+        let below = |fences: &Fences| fences.get(&partition).is_some_and(|f| offset <= *f);
+        below(self.clickhouse) && below(self.redis) && self.archive.is_none_or(below)
+    }
+}
+
+struct Pipeline<S: Source> {
+    reader: Reader<S>,
+    consumer: StreamConsumer<Rebalances>,
     topic: String,
     clickhouse: ClickhouseWriter,
     redis: Counters,
@@ -281,7 +310,6 @@ struct Pipeline<S: Source> {
     batch: Batch<S::Row>,
     /// Partitions assigned and not yet released; messages of others are not taken.
     owned: BTreeSet<i32>,
-    recent: RecentIds,
     max_rows: usize,
     max_bytes: usize,
     max_age: Duration,
@@ -331,13 +359,16 @@ pub(crate) async fn run<S: Source>(
     dlq_config.set("enable.idempotence", "true").set("acks", "all");
 
     let mut pipeline = Pipeline {
-        source,
+        reader: Reader {
+            source,
+            dlq: DeadLetters::new(
+                events::producer::AckedProducer::create(&dlq_config)?,
+                topics.dlq.clone(),
+                Duration::from_millis(config.retry_max_backoff_ms),
+            ),
+            recent: RecentIds::new(config.dedup_window_events),
+        },
         consumer,
-        dlq: DeadLetters::new(
-            events::producer::AckedProducer::create(&dlq_config)?,
-            topics.dlq.clone(),
-            Duration::from_millis(config.retry_max_backoff_ms),
-        ),
         topic,
         clickhouse,
         redis,
@@ -350,7 +381,6 @@ pub(crate) async fn run<S: Source>(
         archive_fences: Fences::new(),
         batch: Batch::default(),
         owned: BTreeSet::new(),
-        recent: RecentIds::new(config.dedup_window_events),
         max_rows: config.batch_max_rows,
         max_bytes: config.batch_max_bytes,
         max_age: Duration::from_millis(config.batch_max_age_ms),
@@ -391,10 +421,10 @@ impl<S: Source> Pipeline<S> {
                 () = tokio::time::sleep(wait) => {}
                 received = self.consumer.recv() => {
                     // Detach the message from the consumer's borrow before acting on rebalances.
-                    let message = received.map(|m| (m.partition(), m.offset(), m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec)));
+                    let message = received.map(|m| detach(&m));
                     self.apply_rebalances().await?;
                     match message {
-                        Ok((partition, offset, key, payload)) => self.take(partition, offset, key, payload.unwrap_or_default()).await,
+                        Ok(message) => self.take(message).await,
                         Err(error) => tracing::warn!(%error, "Kafka consumer error"),
                     }
                 }
@@ -404,7 +434,7 @@ impl<S: Source> Pipeline<S> {
                 || self.batch.bytes() >= self.max_bytes
                 || (!self.batch.is_empty() && self.batch.age() >= self.max_age)
             {
-                self.flush_or_read_again(CommitMode::Async).await?;
+                self.flush_reading_ahead().await?;
             }
         }
         // Drain: store what is held, commit synchronously, leave the group.
@@ -420,7 +450,9 @@ impl<S: Source> Pipeline<S> {
     async fn flush_or_read_again(&mut self, commit: CommitMode) -> Result<(), ProcessError> {
         match self.flush(commit).await {
             Ok(()) => Ok(()),
-            Err(ProcessError::Sink(error)) if error.is_retryable() => self.read_again(&error),
+            Err(ProcessError::Sink(error)) if error.is_retryable() => {
+                self.read_again(&error, Batch::default()).map(drop)
+            }
             Err(error) => Err(error),
         }
     }
@@ -499,31 +531,181 @@ impl<S: Source> Pipeline<S> {
     }
 
     /// Decodes one message into the batch; lines that cannot be stored go to the dead-letter topic.
-    async fn take(&mut self, partition: i32, offset: i64, key: Option<Vec<u8>>, payload: Vec<u8>) {
+    async fn take(&mut self, message: Received) {
+        let stored = StoredUpTo {
+            clickhouse: &self.ch_fences,
+            redis: &self.redis_fences,
+            archive: self.archive.as_ref().map(|_| &self.archive_fences),
+        };
+        self.reader.take(&self.topic, &self.owned, &stored, &mut self.batch, message).await;
+    }
+
+    /// Drops the batch's rows of `partitions` unstored; their event ids are forgotten too, so
+    /// the rows count as new when read again.
+    fn drop_unstored(&mut self, partitions: &[i32]) {
+        self.reader.drop_unstored(&mut self.batch, partitions);
+    }
+
+    /// Drops the batch unstored, and `ahead` (a batch read after it) too, and seeks their
+    /// partitions back to their first messages; the fences skip whatever a sink stored of them
+    /// meanwhile. Returns the partitions sought back.
+    fn read_again(&mut self, error: &sinks::SinkError, mut ahead: Batch<S::Row>) -> Result<Vec<i32>, ProcessError> {
+        tracing::warn!(pipeline = S::NAME, %error, give_up_ms = self.give_up.as_millis() as u64, "a sink is still failing; the batch will be read again");
+        counter!(BATCHES_READ_AGAIN_TOTAL, "pipeline" => S::NAME).increment(1);
+        let mut firsts = std::collections::BTreeMap::new();
+        for batch in [&self.batch, &ahead] {
+            for partition in batch.partitions() {
+                if let Some((first, _)) = batch.range(partition) {
+                    let seek = firsts.entry(partition).or_insert(first);
+                    *seek = first.min(*seek);
+                }
+            }
+        }
+        let partitions = self.batch.partitions();
+        self.drop_unstored(&partitions);
+        let partitions = ahead.partitions();
+        self.reader.drop_unstored(&mut ahead, &partitions);
+        for (&partition, &first) in &firsts {
+            self.consumer.seek(&self.topic, partition, Offset::Offset(first), Duration::from_secs(10))?;
+        }
+        Ok(firsts.into_keys().collect())
+    }
+
+    /// The parts of the pipeline a flush works with, and apart from them the reader and the
+    /// partitions owned.
+    fn split(&mut self) -> (Flush<'_, S>, &mut Reader<S>, &BTreeSet<i32>) {
+        let Pipeline {
+            reader,
+            consumer,
+            topic,
+            clickhouse,
+            redis,
+            ch_fences,
+            redis_fences,
+            archive,
+            archive_fences,
+            batch,
+            owned,
+            max_backoff,
+            give_up,
+            ..
+        } = self;
+        let flush = Flush {
+            consumer,
+            topic,
+            clickhouse,
+            redis,
+            archive: archive.as_ref(),
+            ch_fences,
+            redis_fences,
+            archive_fences,
+            batch,
+            max_backoff: *max_backoff,
+            give_up: *give_up,
+        };
+        (flush, reader, owned)
+    }
+
+    /// Stores the batch in ClickHouse and Redis at once, then in the archive, each above its
+    /// fence; then commits. The assigned partitions are paused from the first retry on.
+    async fn flush(&mut self, commit: CommitMode) -> Result<(), ProcessError> {
+        self.split().0.run(commit).await
+    }
+
+    /// Flushes the batch as [`Pipeline::flush_or_read_again`] does, and meanwhile reads the
+    /// next batch (up to its limits, and not past a partition change, which waits for the
+    /// flush): the consumer does not stand still while ClickHouse stores. A batch given up is
+    /// read again together with the one read meanwhile.
+    async fn flush_reading_ahead(&mut self) -> Result<(), ProcessError> {
+        let (max_rows, max_bytes) = (self.max_rows, self.max_bytes);
+        // A message read ahead lies after the batch's in its partition, and every row is held
+        // against the fences again when it is stored: the fences as they are now will do.
+        let (ch, redis) = (self.ch_fences.clone(), self.redis_fences.clone());
+        let archived = self.archive.as_ref().map(|_| self.archive_fences.clone());
+        let stored = StoredUpTo { clickhouse: &ch, redis: &redis, archive: archived.as_ref() };
+        let mut ahead = Batch::default();
+        // A message received once a partition change was pending: taken after the change.
+        let mut held: Option<Received> = None;
+        let result = {
+            let (flush, reader, owned) = self.split();
+            let (consumer, topic) = (flush.consumer, flush.topic);
+            let flushing = flush.run(CommitMode::Async);
+            tokio::pin!(flushing);
+            loop {
+                if held.is_some() || ahead.len() >= max_rows || ahead.bytes() >= max_bytes {
+                    break flushing.await;
+                }
+                tokio::select! {
+                    biased;
+                    result = &mut flushing => break result,
+                    received = consumer.recv() => match received.map(|m| detach(&m)) {
+                        Ok(message) if consumer.context().changes.lock().expect("not poisoned").is_empty() => {
+                            reader.take(topic, owned, &stored, &mut ahead, message).await;
+                        }
+                        Ok(message) => held = Some(message),
+                        Err(error) => tracing::warn!(%error, "Kafka consumer error"),
+                    },
+                }
+            }
+        };
+        match result {
+            Ok(()) => self.batch = ahead,
+            Err(ProcessError::Sink(error)) if error.is_retryable() => {
+                let sought = self.read_again(&error, ahead)?;
+                // Read again with the batches, unless its partition was in neither.
+                held = held.filter(|(partition, ..)| !sought.contains(partition));
+            }
+            Err(error) => return Err(error),
+        }
+        self.apply_rebalances().await?;
+        if let Some(message) = held {
+            self.take(message).await;
+        }
+        Ok(())
+    }
+}
+
+/// The message's partition, offset, key and payload, apart from the consumer's borrow.
+fn detach(message: &rdkafka::message::BorrowedMessage<'_>) -> Received {
+    (
+        message.partition(),
+        message.offset(),
+        message.key().map(<[u8]>::to_vec),
+        message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+    )
+}
+
+impl<S: Source> Reader<S> {
+    /// Decodes one message into `batch`; lines that cannot be stored go to the dead-letter
+    /// topic. Skips messages of partitions not `owned` and messages every sink stored.
+    async fn take(
+        &mut self,
+        topic: &str,
+        owned: &BTreeSet<i32>,
+        stored: &StoredUpTo<'_>,
+        batch: &mut Batch<S::Row>,
+        (partition, offset, key, payload): Received,
+    ) {
         // A message fetched before its partition was released: the next owner reads it.
-        if !self.owned.contains(&partition) {
+        if !owned.contains(&partition) {
             return;
         }
-        let stored_everywhere = |fences: &Fences| fences.get(&partition).is_some_and(|f| offset <= *f);
-        if stored_everywhere(&self.ch_fences)
-            && stored_everywhere(&self.redis_fences)
-            && (self.archive.is_none() || stored_everywhere(&self.archive_fences))
-        {
+        if stored.everywhere(partition, offset) {
             counter!(MESSAGES_SKIPPED_TOTAL, "pipeline" => S::NAME).increment(1);
             return;
         }
-        self.batch.add_message(partition, offset, payload.len());
+        batch.add_message(partition, offset, payload.len());
         let mut decoded = 0u64;
         if let Some(rows) = self.source.message_rows(&payload, partition, offset) {
             match rows {
                 Ok(rows) => {
                     decoded = rows.len() as u64;
                     for row in rows {
-                        self.add_row_once(row);
+                        self.add_row_once(batch, row);
                     }
                 }
                 Err((kind, reason)) => {
-                    let source = DlqSource { pipeline: S::NAME, topic: &self.topic, partition, offset, line: 0 };
+                    let source = DlqSource { pipeline: S::NAME, topic, partition, offset, line: 0 };
                     self.dlq.send(source, key.as_deref(), &payload, kind, &reason).await;
                 }
             }
@@ -537,13 +719,12 @@ impl<S: Source> Pipeline<S> {
             match self.source.row(line, partition, offset) {
                 Ok(row) => {
                     decoded += 1;
-                    self.add_row_once(row);
+                    self.add_row_once(batch, row);
                 }
                 Err((kind, reason)) => {
                     // Only the bad line goes to the dead-letter topic: the good lines of the
                     // message are stored, so replaying the dead letter cannot repeat them.
-                    let source =
-                        DlqSource { pipeline: S::NAME, topic: &self.topic, partition, offset, line: index + 1 };
+                    let source = DlqSource { pipeline: S::NAME, topic, partition, offset, line: index + 1 };
                     let reason = format!("line {}: {reason}", index + 1);
                     self.dlq.send(source, key.as_deref(), line, kind, &reason).await;
                 }
@@ -552,78 +733,84 @@ impl<S: Source> Pipeline<S> {
         counter!(EVENTS_CONSUMED_TOTAL, "pipeline" => S::NAME).increment(decoded);
     }
 
-    /// Adds a decoded row to the batch unless its event was read already: the same event twice
+    /// Adds a decoded row to `batch` unless its event was read already: the same event twice
     /// (an edge re-sent it from its spool) is stored once.
-    fn add_row_once(&mut self, row: S::Row) {
+    fn add_row_once(&mut self, batch: &mut Batch<S::Row>, row: S::Row) {
         if self.recent.first_time(row.event_key()) {
-            self.batch.add_row(row);
+            batch.add_row(row);
         } else {
             counter!(DUPLICATES_TOTAL, "pipeline" => S::NAME).increment(1);
         }
     }
 
-    /// Drops the batch's rows of `partitions` unstored; their event ids are forgotten too, so
+    /// Drops `batch`'s rows of `partitions` unstored; their event ids are forgotten too, so
     /// the rows count as new when read again.
-    fn drop_unstored(&mut self, partitions: &[i32]) {
-        for id in self.batch.drop_partitions(partitions) {
+    fn drop_unstored(&mut self, batch: &mut Batch<S::Row>, partitions: &[i32]) {
+        for id in batch.drop_partitions(partitions) {
             self.recent.forget(id);
         }
     }
+}
 
-    /// Drops the batch unstored and seeks its partitions back to its first messages; the fences
-    /// skip whatever a sink stored of it meanwhile.
-    fn read_again(&mut self, error: &sinks::SinkError) -> Result<(), ProcessError> {
-        tracing::warn!(pipeline = S::NAME, %error, give_up_ms = self.give_up.as_millis() as u64, "a sink is still failing; the batch will be read again");
-        counter!(BATCHES_READ_AGAIN_TOTAL, "pipeline" => S::NAME).increment(1);
-        let partitions = self.batch.partitions();
-        let firsts: Vec<(i32, i64)> =
-            partitions.iter().filter_map(|p| self.batch.range(*p).map(|(first, _)| (*p, first))).collect();
-        self.drop_unstored(&partitions);
-        for (partition, first) in firsts {
-            self.consumer.seek(&self.topic, partition, Offset::Offset(first), Duration::from_secs(10))?;
-        }
-        Ok(())
-    }
+/// What a flush works with: the consumer (to pause and commit), the sinks, their fences and
+/// the batch.
+struct Flush<'a, S: Source> {
+    consumer: &'a StreamConsumer<Rebalances>,
+    topic: &'a str,
+    clickhouse: &'a ClickhouseWriter,
+    redis: &'a Counters,
+    archive: Option<&'a Archive>,
+    ch_fences: &'a mut Fences,
+    redis_fences: &'a mut Fences,
+    archive_fences: &'a mut Fences,
+    batch: &'a mut Batch<S::Row>,
+    max_backoff: Duration,
+    give_up: Duration,
+}
 
+impl<S: Source> Flush<'_, S> {
     /// Stores the batch in ClickHouse and Redis at once, then in the archive, each above its
-    /// fence; then commits. The assigned partitions are paused from the first retry on.
-    async fn flush(&mut self, commit: CommitMode) -> Result<(), ProcessError> {
-        if self.batch.is_empty() {
+    /// fence; then commits and clears the batch. The assigned partitions are paused from the
+    /// first retry on.
+    async fn run(self, commit: CommitMode) -> Result<(), ProcessError> {
+        let Flush {
+            consumer,
+            topic,
+            clickhouse,
+            redis,
+            archive,
+            ch_fences,
+            redis_fences,
+            archive_fences,
+            batch,
+            max_backoff,
+            give_up,
+        } = self;
+        if batch.is_empty() {
             return Ok(());
         }
-        histogram!(BATCH_ROWS, "pipeline" => S::NAME).record(self.batch.len() as f64);
-        histogram!(BATCH_BYTES, "pipeline" => S::NAME).record(self.batch.bytes() as f64);
-        histogram!(BATCH_AGE_SECONDS, "pipeline" => S::NAME).record(self.batch.age().as_secs_f64());
+        histogram!(BATCH_ROWS, "pipeline" => S::NAME).record(batch.len() as f64);
+        histogram!(BATCH_BYTES, "pipeline" => S::NAME).record(batch.bytes() as f64);
+        histogram!(BATCH_AGE_SECONDS, "pipeline" => S::NAME).record(batch.age().as_secs_f64());
 
         // ClickHouse and Redis are independent sinks with fences of their own: store in both at
         // once. Either may be retried meanwhile; the commit below waits for both.
-        let before = self.batch.len();
-        let deadline = Instant::now() + self.give_up;
-        let Pipeline {
-            consumer,
-            clickhouse,
-            redis,
-            batch,
-            ch_fences,
-            redis_fences,
-            archive,
-            archive_fences,
-            topic,
-            ..
-        } = self;
+        let before = batch.len();
+        let deadline = Instant::now() + give_up;
         let pause = PauseOnRetry::new(S::NAME, consumer);
         let on_retry = || pause.pause();
-        let retry = Retrying { max_backoff: self.max_backoff, deadline: Some(deadline), on_retry: &on_retry };
+        let retry = Retrying { max_backoff, deadline: Some(deadline), on_retry: &on_retry };
+        let batch_ref: &Batch<S::Row> = batch;
         let ch = async {
             let started = Instant::now();
-            let stored = store_in_clickhouse::<S>(clickhouse, topic, batch, ch_fences, retry).await?;
+            let stored = store_in_clickhouse::<S>(clickhouse, topic, batch_ref, ch_fences, retry).await?;
             histogram!(FLUSH_DURATION_SECONDS, "pipeline" => S::NAME, "sink" => "clickhouse")
                 .record(started.elapsed().as_secs_f64());
             Ok::<_, ProcessError>(stored)
         };
         let counters = async {
             let started = Instant::now();
-            let outcome = store_all_in_redis::<S>(redis, batch, redis_fences, retry).await?;
+            let outcome = store_all_in_redis::<S>(redis, batch_ref, redis_fences, retry).await?;
             histogram!(FLUSH_DURATION_SECONDS, "pipeline" => S::NAME, "sink" => "redis")
                 .record(started.elapsed().as_secs_f64());
             Ok::<_, ProcessError>(outcome)
@@ -637,7 +824,7 @@ impl<S: Source> Pipeline<S> {
 
         if let Some(archive) = archive {
             let started = Instant::now();
-            let archived = store_in_archive::<S>(archive, topic, batch, archive_fences, retry).await?;
+            let archived = store_in_archive::<S>(archive, topic, batch_ref, archive_fences, retry).await?;
             counter!(ROWS_STORED_TOTAL, "pipeline" => S::NAME, "sink" => "archive").increment(archived);
             histogram!(FLUSH_DURATION_SECONDS, "pipeline" => S::NAME, "sink" => "archive")
                 .record(started.elapsed().as_secs_f64());
@@ -646,14 +833,14 @@ impl<S: Source> Pipeline<S> {
 
         // Commits only hint where to resume; the fences above are the truth.
         let mut list = TopicPartitionList::new();
-        for (partition, next) in self.batch.commit_offsets() {
-            list.add_partition_offset(&self.topic, partition, Offset::Offset(next))?;
+        for (partition, next) in batch.commit_offsets() {
+            list.add_partition_offset(topic, partition, Offset::Offset(next))?;
         }
-        if let Err(error) = self.consumer.commit(&list, commit) {
+        if let Err(error) = consumer.commit(&list, commit) {
             tracing::warn!(pipeline = S::NAME, %error, "offset commit failed; the fences keep the data exact");
         }
-        tracing::debug!(pipeline = S::NAME, rows = self.batch.len(), "batch stored");
-        self.batch.clear();
+        tracing::debug!(pipeline = S::NAME, rows = batch.len(), "batch stored");
+        batch.clear();
         Ok(())
     }
 }

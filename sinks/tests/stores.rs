@@ -354,10 +354,16 @@ async fn parallel_views_write_a_tables_views_at_once() {
     let client = config.client();
     client.query("CREATE TABLE source (x UInt64) ENGINE = MergeTree ORDER BY x").execute().await.unwrap();
     for view in ["a", "b"] {
-        client.query(&format!("CREATE TABLE {view}_rows (x UInt64) ENGINE = MergeTree ORDER BY x")).execute().await.unwrap();
+        client
+            .query(&format!("CREATE TABLE {view}_rows (x UInt64) ENGINE = MergeTree ORDER BY x"))
+            .execute()
+            .await
+            .unwrap();
         // `sleep` waits once per block: one second per INSERT here.
         client
-            .query(&format!("CREATE MATERIALIZED VIEW {view}_mv TO {view}_rows AS SELECT x + sleep(1) AS x FROM source"))
+            .query(&format!(
+                "CREATE MATERIALIZED VIEW {view}_mv TO {view}_rows AS SELECT x + sleep(1) AS x FROM source"
+            ))
             .execute()
             .await
             .unwrap();
