@@ -1,6 +1,6 @@
 //! Outages against real servers of the test's own: Redis stopped and started, ClickHouse
-//! stopped for 30 s and started; a report view that fails while rows are pushed; a broker that
-//! stops answering for a while.
+//! stopped for 30 s and started; a report view that fails while rows are pushed; views that
+//! make every INSERT slow; a broker that stops answering for a while.
 //! Afterwards raw rows, the daily view and the Redis counter each hold every click exactly once.
 
 mod common;
@@ -205,6 +205,55 @@ async fn a_failing_view_neither_duplicates_raw_rows_nor_stops_the_pipeline() {
     assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, 50, "raw rows");
     assert_eq!(env.ch_u64("SELECT uniqExact(event_id) FROM clicks").await, 50, "distinct event ids");
     assert_eq!(env.redis_hget(&key, "total").await, Some(50), "redis counter");
+}
+
+/// While ClickHouse takes its time over a batch (two views that sleep 3 s per block, written
+/// one after another), the processor reads the next batch: every click sent meanwhile is
+/// consumed before the first INSERT returns. Afterwards each click is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_batch_is_read_while_clickhouse_stores_one() {
+    let mut env = TestEnv::new("readahead");
+    env.set("RUNNEL_BATCH_MAX_AGE_MS", "200");
+    env.set("RUNNEL_CLICKHOUSE_PARALLEL_VIEWS", "false");
+    env.prepare();
+    let db = env.database();
+    let ch = env.clickhouse();
+    for view in ["slow_a", "slow_b"] {
+        ch.query(&format!("CREATE TABLE {db}.{view} (event_id UInt64) ENGINE = MergeTree ORDER BY event_id"))
+            .execute()
+            .await
+            .unwrap();
+        ch.query(&format!(
+            "CREATE MATERIALIZED VIEW {db}.{view}_mv TO {db}.{view} AS \
+             SELECT event_id + sleep(3) AS event_id FROM {db}.clicks"
+        ))
+        .execute()
+        .await
+        .unwrap();
+    }
+    let _edge = env.spawn_edge().await;
+    let processor = env.spawn_processor();
+    let (code, _) = create_link(&env, "https://shop.example/readahead").await;
+    const CONSUMED: &str = "runnel_processor_events_consumed_total{pipeline=\"clicks\"}";
+    const STORED: &str = "runnel_processor_rows_stored_total{pipeline=\"clicks\",sink=\"clickhouse\"}";
+    let counts = || async {
+        let text = common::scrape(env.metrics_port).await;
+        (common::metric(&text, CONSUMED), common::metric(&text, STORED))
+    };
+
+    follow(&env, &code, 20, BROWSER).await;
+    assert!(eventually(Duration::from_secs(60), || async { counts().await.0 == 20 }).await, "{:?}", counts().await);
+    // The first INSERT now takes at least 6 s; the next 20 clicks are read meanwhile.
+    follow(&env, &code, 20, BROWSER).await;
+    let read_ahead = eventually(Duration::from_secs(4), || async { counts().await.0 == 40 }).await;
+    let (consumed, stored) = counts().await;
+    assert!(read_ahead && stored == 0, "consumed {consumed}, stored {stored}:\n{}", processor.log_text());
+
+    let done =
+        eventually(Duration::from_secs(60), || async { env.ch_u64("SELECT count() FROM slow_b").await >= 40 }).await;
+    assert!(done, "stored: {}", env.ch_u64("SELECT count() FROM slow_b").await);
+    assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, 40, "raw rows");
+    assert_eq!(env.ch_u64("SELECT uniqExact(event_id) FROM clicks").await, 40, "distinct event ids");
 }
 
 /// What a retry does on a current ClickHouse engine (chdb-core, in process), where views are
