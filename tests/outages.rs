@@ -164,18 +164,8 @@ async fn a_failing_view_neither_duplicates_raw_rows_nor_stops_the_pipeline() {
     env.prepare();
     let db = env.database();
     let ch = env.clickhouse();
-    ch.query(&format!("CREATE TABLE {db}.broken_sink (event_id UInt64) ENGINE = MergeTree ORDER BY event_id"))
-        .execute()
-        .await
-        .unwrap();
     // Sorted after `_clicks_offsets_mv` and before most report views.
-    ch.query(&format!(
-        "CREATE MATERIALIZED VIEW {db}.clicks_broken_mv TO {db}.broken_sink AS \
-         SELECT event_id + throwIf(event_id > 0) AS event_id FROM {db}.clicks"
-    ))
-    .execute()
-    .await
-    .unwrap();
+    add_click_view(&env, "clicks_broken_mv", "broken_sink", "event_id + throwIf(event_id > 0)").await;
     let _edge = env.spawn_edge().await;
     let processor = env.spawn_processor();
     let (code, link_id) = create_link(&env, "https://shop.example/badview").await;
@@ -216,20 +206,8 @@ async fn the_next_batch_is_read_while_clickhouse_stores_one() {
     env.set("RUNNEL_BATCH_MAX_AGE_MS", "200");
     env.set("RUNNEL_CLICKHOUSE_PARALLEL_VIEWS", "false");
     env.prepare();
-    let db = env.database();
-    let ch = env.clickhouse();
-    for view in ["slow_a", "slow_b"] {
-        ch.query(&format!("CREATE TABLE {db}.{view} (event_id UInt64) ENGINE = MergeTree ORDER BY event_id"))
-            .execute()
-            .await
-            .unwrap();
-        ch.query(&format!(
-            "CREATE MATERIALIZED VIEW {db}.{view}_mv TO {db}.{view} AS \
-             SELECT event_id + sleep(3) AS event_id FROM {db}.clicks"
-        ))
-        .execute()
-        .await
-        .unwrap();
+    for table in ["slow_a", "slow_b"] {
+        add_click_view(&env, &format!("{table}_mv"), table, "event_id + sleep(3)").await;
     }
     let _edge = env.spawn_edge().await;
     let processor = env.spawn_processor();
@@ -254,6 +232,22 @@ async fn the_next_batch_is_read_while_clickhouse_stores_one() {
     assert!(done, "stored: {}", env.ch_u64("SELECT count() FROM slow_b").await);
     assert_eq!(env.ch_u64("SELECT count() FROM clicks").await, 40, "raw rows");
     assert_eq!(env.ch_u64("SELECT uniqExact(event_id) FROM clicks").await, 40, "distinct event ids");
+}
+
+/// Adds a view `view` of `clicks` that writes `expression` (of its columns) as `event_id` into a
+/// table `table` of its own.
+async fn add_click_view(env: &TestEnv, view: &str, table: &str, expression: &str) {
+    let (db, ch) = (env.database(), env.clickhouse());
+    ch.query(&format!("CREATE TABLE {db}.{table} (event_id UInt64) ENGINE = MergeTree ORDER BY event_id"))
+        .execute()
+        .await
+        .unwrap();
+    ch.query(&format!(
+        "CREATE MATERIALIZED VIEW {db}.{view} TO {db}.{table} AS SELECT {expression} AS event_id FROM {db}.clicks"
+    ))
+    .execute()
+    .await
+    .unwrap();
 }
 
 /// What a retry does on a current ClickHouse engine (chdb-core, in process), where views are
