@@ -106,6 +106,16 @@ impl<R: Stored> Batch<R> {
         self.ranges.keys().copied().collect()
     }
 
+    /// Whether the batch holds `max_rows` rows or `max_bytes` bytes.
+    pub(crate) fn is_full(&self, max_rows: usize, max_bytes: usize) -> bool {
+        self.rows.len() >= max_rows || self.bytes >= max_bytes
+    }
+
+    /// The first message offset per partition.
+    pub(crate) fn first_offsets(&self) -> impl Iterator<Item = (i32, i64)> + '_ {
+        self.ranges.iter().map(|(p, (first, _))| (*p, *first))
+    }
+
     /// The offset to commit per partition: one past the last message.
     pub(crate) fn commit_offsets(&self) -> Vec<(i32, i64)> {
         self.ranges.iter().map(|(p, (_, last))| (*p, last + 1)).collect()

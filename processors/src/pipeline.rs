@@ -435,8 +435,7 @@ impl<S: Source> Pipeline<S> {
                 }
             }
             self.apply_rebalances().await?;
-            if self.batch.len() >= self.max_rows
-                || self.batch.bytes() >= self.max_bytes
+            if self.batch.is_full(self.max_rows, self.max_bytes)
                 || (!self.batch.is_empty() && self.batch.age() >= self.max_age)
             {
                 self.flush_reading_ahead().await?;
@@ -558,13 +557,9 @@ impl<S: Source> Pipeline<S> {
         tracing::warn!(pipeline = S::NAME, %error, give_up_ms = self.give_up.as_millis() as u64, "a sink is still failing; the batch will be read again");
         counter!(BATCHES_READ_AGAIN_TOTAL, "pipeline" => S::NAME).increment(1);
         let mut firsts = std::collections::BTreeMap::new();
-        for batch in [&self.batch, &*ahead] {
-            for partition in batch.partitions() {
-                if let Some((first, _)) = batch.range(partition) {
-                    let seek = firsts.entry(partition).or_insert(first);
-                    *seek = first.min(*seek);
-                }
-            }
+        for (partition, first) in self.batch.first_offsets().chain(ahead.first_offsets()) {
+            let seek = firsts.entry(partition).or_insert(first);
+            *seek = first.min(*seek);
         }
         let partitions = self.batch.partitions();
         self.drop_unstored(&partitions);
@@ -637,7 +632,7 @@ impl<S: Source> Pipeline<S> {
             let flushing = flush.run(CommitMode::Async);
             tokio::pin!(flushing);
             loop {
-                if held.is_some() || ahead.len() >= max_rows || ahead.bytes() >= max_bytes {
+                if held.is_some() || ahead.is_full(max_rows, max_bytes) {
                     break flushing.await;
                 }
                 tokio::select! {
