@@ -3,7 +3,8 @@
 (a) source limit: a bare rdkafka consumer (bench/pipeline drain) reading every event;
 (b) sink limit:   clickhouse-client inserting the same rows (exported from (d)) from a file
                   into a fresh `clicks` table with its views (written at once, as (d) has them);
-(c) baseline:     a Python consumer (confluent-kafka → clickhouse-connect/-driver);
+(c) baseline:     a Python consumer (confluent-kafka → clickhouse-connect/-driver) storing the
+                  same derived columns (checked: both tables' breakdowns must agree);
 (d) Runnel:       `runnel process --pipelines clicks` (ClickHouse + Redis, fenced).
 
 For each: events/s (events ÷ wall seconds from start to the last event stored or read),
@@ -152,6 +153,11 @@ def migrate(database):
                    check=True, stdout=subprocess.DEVNULL)
 
 
+# The derived columns both consumers fill, and how many rows have each combination.
+DERIVED = "browser, os, device, referrer_host, channel, utm_source, utm_medium, utm_campaign, utm_term, utm_content, is_bot"
+BREAKDOWN = f"SELECT {DERIVED}, count() FROM clicks GROUP BY {DERIVED} ORDER BY {DERIVED}"
+
+
 def stored(database):
     return lambda: int(ch("SELECT count() FROM clicks", database) or 0) >= EVENTS
 
@@ -189,6 +195,13 @@ def main():
                                                  str(EVENTS)],
                         env=dict(ENV, RUNNEL_CLICKHOUSE_DATABASE=db_c, RUNNEL_GROUP_PREFIX=f"{RUN}-python-")))
 
+    # The baseline did the same job: it stored the derived columns Runnel stored.
+    ours, theirs = ch(BREAKDOWN, db_d).splitlines(), ch(BREAKDOWN, db_c).splitlines()
+    if ours != theirs:
+        only = sorted(set(ours) ^ set(theirs))
+        sys.exit("the Python baseline's rows differ from Runnel's (browser, os, device, referrer_host, channel, "
+                 "utm_*, is_bot, count):\n" + "\n".join(("runnel: " if line in ours else "python: ") + line
+                                                          for line in only[:40]))
     # Runnel stored each event once, and the views agree.
     counts = ch(f"SELECT count(), uniqExact(event_id) FROM clicks", db_d).split()
     view = ch("SELECT countMerge(clicks) FROM clicks_daily_by_link", db_d)

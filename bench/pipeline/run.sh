@@ -9,7 +9,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 scripts/stack up >&2
-if ! python3 -c "import confluent_kafka, clickhouse_connect, clickhouse_driver" 2>/dev/null; then
+if ! python3 -c "import confluent_kafka, clickhouse_connect, clickhouse_driver, woothee" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r bench/baselines/requirements.txt
 fi
 cargo build --release --locked -p runnel -p runnel-bench >&2
