@@ -36,6 +36,11 @@ type BlockMap = HashMap<u64, u64, BuildHasherDefault<IdHasher>>;
 /// event, about an eighth of the processor's CPU in `perf`.
 const BLOCK_BITS: u32 = 6;
 
+/// The block `id` lies in, and its bit there.
+fn block_and_bit(id: u64) -> (u64, u64) {
+    (id >> BLOCK_BITS, 1 << (id & ((1 << BLOCK_BITS) - 1)))
+}
+
 /// About the last `capacity` event ids seen: the oldest blocks are forgotten first, so the
 /// window holds between `capacity - 63` and `capacity` ids (more while the newest block alone
 /// is over it).
@@ -65,7 +70,7 @@ impl RecentIds {
         if self.capacity == 0 {
             return true;
         }
-        let (block, bit) = (id >> BLOCK_BITS, 1u64 << (id & ((1 << BLOCK_BITS) - 1)));
+        let (block, bit) = block_and_bit(id);
         match self.blocks.entry(block) {
             Entry::Occupied(mut seen) => {
                 if *seen.get() & bit != 0 {
@@ -92,8 +97,8 @@ impl RecentIds {
     /// Forgets `id` (its event was dropped from an unstored batch and will be read again). Its
     /// block keeps its place in the queue.
     pub(crate) fn forget(&mut self, id: u64) {
-        let bit = 1u64 << (id & ((1 << BLOCK_BITS) - 1));
-        if let Some(seen) = self.blocks.get_mut(&(id >> BLOCK_BITS))
+        let (block, bit) = block_and_bit(id);
+        if let Some(seen) = self.blocks.get_mut(&block)
             && *seen & bit != 0
         {
             *seen &= !bit;

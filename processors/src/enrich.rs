@@ -192,8 +192,8 @@ fn medium_channel(medium: &str) -> Option<&'static str> {
     }
 }
 
-/// The five campaign fields: each from the request's `utm_*` parameter when present, else the
-/// link's.
+/// The five campaign fields a request's query carries (source, medium, campaign, term,
+/// content), empty where it has none.
 pub(crate) type RequestCampaign = [Arc<str>; 5];
 
 /// The five UTM fields a request's query carries (`utm_source`, `utm_medium`, `utm_campaign`,
