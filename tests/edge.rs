@@ -95,6 +95,64 @@ async fn each_redirect_rule_answers_as_configured() {
     assert_eq!(head, 1, "a HEAD click is marked and left out of human clicks");
 }
 
+/// A click event carries the request's user agent, referrer, language and CDN country (the
+/// first header of each name), on the edge's own HTTP/1.1 path and on a connection hyper serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_event_carries_the_headers_of_its_request_on_both_http_paths() {
+    let mut env = TestEnv::new("clickhdr");
+    env.set("RUNNEL_COUNTRY_HEADER", "CF-IPCountry");
+    env.prepare();
+    let _edge = env.spawn_edge().await;
+    let (code, link_id) = create_link(&env, "https://example.com/headers").await;
+    let click = |client: &reqwest::Client, country: &'static str| {
+        client
+            .get(format!("{}/{code}?utm_source=x", env.edge_url()))
+            .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/121.0")
+            .header("User-Agent", "a second one")
+            .header("referer", "https://www.google.com/")
+            .header("accept-language", "de-CH,de;q=0.9")
+            .header("cf-ipcountry", country)
+            .send()
+    };
+    // A fresh connection: the edge's own path.
+    let fresh = http();
+    let own: u64 = click(&fresh, "ch").await.unwrap().headers()["x-request-id"].to_str().unwrap().parse().unwrap();
+    // A connection whose first request was not a redirect is served by hyper to its end.
+    let handed_off = http();
+    assert_eq!(handed_off.get(format!("{}/healthz", env.edge_url())).send().await.unwrap().status(), 200);
+    let response = click(&handed_off, "XX").await.unwrap();
+    assert_eq!(response.status(), 302);
+    let hyper: u64 = response.headers()["x-request-id"].to_str().unwrap().parse().unwrap();
+
+    let topic = format!("{}clicks", env.topic_prefix());
+    let mut events = Vec::new();
+    let found = eventually(Duration::from_secs(30), || {
+        let topic = topic.clone();
+        events = common::read_topic(&common::kafka_brokers(), &topic, 12, Duration::from_secs(2))
+            .iter()
+            .flat_map(|m| {
+                let lines = events::click_batch::to_lines(rdkafka::Message::payload(m).unwrap_or_default()).unwrap();
+                events::decode_ndjson::<events::ClickEvent>(&lines).map(Result::unwrap).collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>();
+        let n = events.len();
+        async move { n == 2 }
+    })
+    .await;
+    assert!(found, "two click events on the topic: {events:?}");
+    for (id, country) in [(own, "CH"), (hyper, "")] {
+        let event = events.iter().find(|e| e.id == id).expect("the redirect's request id is its event id");
+        assert_eq!(event.link_id, link_id);
+        assert_eq!(event.code, code);
+        assert_eq!(event.ua, "Mozilla/5.0 (X11; Linux x86_64) Firefox/121.0", "the first user agent counts");
+        assert_eq!(event.referrer, "https://www.google.com/");
+        assert_eq!(event.lang, "de-CH,de;q=0.9");
+        assert_eq!(event.country, country, "XX is no country");
+        assert_eq!(event.ip, "127.0.0.0", "truncated to its /24");
+        assert_eq!(event.q, "utm_source=x");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_can_be_read_listed_changed_and_disabled_through_the_api() {
     let env = TestEnv::new("crud");

@@ -131,8 +131,9 @@ def visitor_id(ts_ms, ip, ua):
 
 
 def compact_events(payload):
-    """The events of a compact click batch (events/src/click_batch.rs), as NDJSON's dicts."""
-    table, at, ts, end = [], 4, 0, len(payload)
+    """The events of a compact click batch, version 1 or 2 (events/src/click_batch.rs), as NDJSON's dicts."""
+    version = payload[3] - ord("0")
+    table, links, at, event_id, ts, end = [], [], 4, 0, 0, len(payload)
 
     def varint():
         nonlocal at
@@ -144,6 +145,10 @@ def compact_events(payload):
             if byte < 0x80:
                 return value
             shift += 7
+
+    def delta():
+        value = varint()
+        return (value >> 1) ^ -(value & 1)
 
     def text():
         nonlocal at
@@ -158,9 +163,19 @@ def compact_events(payload):
         return value
 
     while at < end:
-        v, event_id, delta, link_id = varint(), varint(), varint(), varint()
-        ts += (delta >> 1) ^ -(delta & 1)
-        code, method, ua, ref, lang, ip, country, q, utm = [text() for _ in range(9)]
+        v = varint()
+        if version == 2:
+            event_id += delta()
+            ts += delta()
+            tag = varint()
+            if tag == 0:
+                links.append((varint(), text()))
+            link_id, code = links[tag - 1] if tag else links[-1]
+        else:
+            event_id = varint()
+            ts += delta()
+            link_id, code = varint(), text()
+        method, ua, ref, lang, ip, country, q, utm = [text() for _ in range(8)]
         yield {"v": v, "id": event_id, "ts": ts, "link_id": link_id, "code": code, "method": method, "ua": ua,
                "ref": ref, "lang": lang, "ip": ip, "country": country, "q": q, "utm": utm}
 

@@ -31,6 +31,27 @@ pub(crate) trait RequestHeaders {
     fn text(&self, name: &str) -> Option<&str>;
     /// Every value of the header `name` (lower-case) that is visible ASCII text, in order.
     fn texts<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str>;
+    /// The headers a click event carries, each as [`RequestHeaders::text`] reads it ("" for
+    /// none); `country_header` is the name of the CDN's country header ("" for none).
+    fn click_texts(&self, country_header: &str) -> ClickTexts<'_> {
+        let text = |name: &str| if name.is_empty() { "" } else { self.text(name).unwrap_or("") };
+        ClickTexts {
+            ua: text("user-agent"),
+            referrer: text("referer"),
+            lang: text("accept-language"),
+            country: text(country_header),
+        }
+    }
+}
+
+/// The headers of a request that go into its click event.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct ClickTexts<'a> {
+    pub(crate) ua: &'a str,
+    pub(crate) referrer: &'a str,
+    pub(crate) lang: &'a str,
+    /// The CDN's country header as sent (see [`country`]).
+    pub(crate) country: &'a str,
 }
 
 impl RequestHeaders for HeaderMap {
@@ -45,23 +66,38 @@ impl RequestHeaders for HeaderMap {
 
 impl RequestHeaders for [httparse::Header<'_>] {
     fn text(&self, name: &str) -> Option<&str> {
-        self.iter().find(|h| h.name.eq_ignore_ascii_case(name)).and_then(|h| visible_text(h.value))
+        self.iter().find(|h| h.name.eq_ignore_ascii_case(name)).and_then(|h| parsed_text(h.value))
     }
 
     fn texts<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
-        self.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).filter_map(|h| visible_text(h.value))
+        self.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).filter_map(|h| parsed_text(h.value))
+    }
+
+    /// One pass over the headers (a redirect's hot path), the first of each name counting.
+    fn click_texts(&self, country_header: &str) -> ClickTexts<'_> {
+        // The first header of each name, found or not yet.
+        let mut found: [Option<&[u8]>; 4] = [None; 4];
+        for header in self {
+            let name = header.name;
+            let slot = match name.len() {
+                10 if name.eq_ignore_ascii_case("user-agent") => 0,
+                7 if name.eq_ignore_ascii_case("referer") => 1,
+                15 if name.eq_ignore_ascii_case("accept-language") => 2,
+                n if n == country_header.len() && n > 0 && name.eq_ignore_ascii_case(country_header) => 3,
+                _ => continue,
+            };
+            found[slot].get_or_insert(header.value);
+        }
+        let [ua, referrer, lang, country] = found.map(|value| value.and_then(parsed_text).unwrap_or(""));
+        ClickTexts { ua, referrer, lang, country }
     }
 }
 
-/// `value` as text when every byte is visible ASCII, a space or a tab (`HeaderValue::to_str`'s
-/// rule).
-pub(crate) fn visible_text(value: &[u8]) -> Option<&str> {
-    if value.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
-        // Only ASCII: always UTF-8.
-        std::str::from_utf8(value).ok()
-    } else {
-        None
-    }
+/// A header value `httparse` accepted, as text when it is visible ASCII (`HeaderValue::to_str`'s
+/// rule). `httparse` lets through only tabs, visible ASCII and bytes from 0x80 up, so ASCII is
+/// all that is left to check.
+pub(crate) fn parsed_text(value: &[u8]) -> Option<&str> {
+    if value.is_ascii() { std::str::from_utf8(value).ok() } else { None }
 }
 
 /// The client's address: the peer, unless the peer is a trusted proxy, in which case the
@@ -122,19 +158,14 @@ pub(crate) fn ip_text(ip: IpAddr, buf: &mut [u8; 48]) -> &str {
     std::str::from_utf8(&buf[..len]).unwrap_or_default()
 }
 
-/// A two-letter country code from the configured header, upper-cased; empty when absent or
-/// not a country code (CDNs send `XX` or `T1` for unknown and Tor).
-pub(crate) fn country<H: RequestHeaders + ?Sized>(headers: &H, header: &str) -> String {
-    if header.is_empty() {
-        return String::new();
-    }
-    match headers.text(header) {
-        Some(code)
-            if code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic()) && !code.eq_ignore_ascii_case("xx") =>
-        {
-            code.to_ascii_uppercase()
+/// A two-letter country code from the configured header's value, upper-cased; `None` when not
+/// a country code (CDNs send `XX` or `T1` for unknown and Tor).
+pub(crate) fn country_code(value: &str) -> Option<[u8; 2]> {
+    match value.as_bytes() {
+        &[a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() && !value.eq_ignore_ascii_case("xx") => {
+            Some([a.to_ascii_uppercase(), b.to_ascii_uppercase()])
         }
-        _ => String::new(),
+        _ => None,
     }
 }
 
@@ -194,11 +225,37 @@ mod tests {
 
     #[test]
     fn only_real_country_codes_are_taken_from_the_cdn_header() {
-        let mut h = HeaderMap::new();
-        h.insert("cf-ipcountry", "de".parse().unwrap());
-        assert_eq!(country(&h, "CF-IPCountry"), "DE");
-        h.insert("cf-ipcountry", "XX".parse().unwrap());
-        assert_eq!(country(&h, "CF-IPCountry"), "");
-        assert_eq!(country(&h, ""), "");
+        assert_eq!(country_code("de"), Some(*b"DE"));
+        assert_eq!(country_code("NZ"), Some(*b"NZ"));
+        for not_a_country in ["XX", "xx", "T1", "", "D", "DEU", "dé"] {
+            assert_eq!(country_code(not_a_country), None, "{not_a_country:?}");
+        }
+    }
+
+    #[test]
+    fn click_texts_read_like_text_in_one_pass() {
+        let raw: &[(&str, &[u8])] = &[
+            ("Host", b"e.com"),
+            ("user-agent", b"Mozilla/5.0"),
+            ("Referer", "https://b\u{e9}.example/".as_bytes()),
+            ("CF-IPCountry", b"de"),
+            ("User-Agent", b"second"),
+            ("Accept-Language", b"en-US,en;q=0.9"),
+        ];
+        let parsed: Vec<httparse::Header<'_>> =
+            raw.iter().map(|(name, value)| httparse::Header { name, value }).collect();
+        let mut map = HeaderMap::new();
+        for (name, value) in raw {
+            map.append(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                axum::http::HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        let expected = ClickTexts { ua: "Mozilla/5.0", referrer: "", lang: "en-US,en;q=0.9", country: "de" };
+        assert_eq!(parsed.click_texts("cf-ipcountry"), expected, "the first of a name counts; non-ASCII is none");
+        assert_eq!(map.click_texts("cf-ipcountry"), expected);
+        assert_eq!(parsed.click_texts("").country, "", "no country header configured");
+        assert_eq!(map.click_texts("").country, "");
+        assert_eq!(parsed[..1].click_texts("cf-ipcountry"), ClickTexts::default());
     }
 }

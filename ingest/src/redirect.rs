@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use events::{ClickRef, LinkEvent, SCHEMA_VERSION};
 
 use crate::ApiError;
-use crate::client::{RequestHeaders, client_ip, country, ip_text, truncate_ip};
+use crate::client::{RequestHeaders, client_ip, country_code, ip_text, truncate_ip};
 use crate::limits::Class;
 use crate::server::{AppState, RequestId};
 
@@ -112,10 +112,10 @@ pub(crate) async fn answer<H: RequestHeaders + ?Sized>(
     };
 
     if state.capture_clicks {
-        let text = |name: &str| headers.text(name).unwrap_or("");
+        let texts = headers.click_texts(&state.country_header);
         let mut ip_buf = [0u8; 48];
         let ip = ip_text(if state.store_full_ip { ip } else { truncate_ip(ip) }, &mut ip_buf);
-        let country = country(headers, &state.country_header);
+        let country = country_code(texts.country);
         state.producers.send_click(&ClickRef {
             v: SCHEMA_VERSION,
             id,
@@ -123,11 +123,11 @@ pub(crate) async fn answer<H: RequestHeaders + ?Sized>(
             link_id: link.link_id,
             code,
             method: method.as_str(),
-            ua: text("user-agent"),
-            referrer: text("referer"),
-            lang: text("accept-language"),
+            ua: texts.ua,
+            referrer: texts.referrer,
+            lang: texts.lang,
             ip,
-            country: &country,
+            country: country.as_ref().and_then(|c| std::str::from_utf8(c).ok()).unwrap_or(""),
             q: events::capped_query(query.unwrap_or("")),
             utm: (!link.utm.is_empty()).then_some(&link.utm),
         });
