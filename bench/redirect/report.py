@@ -22,7 +22,7 @@ def parse(path):
 
 
 rows = {}
-for name in ("nginx", "runnel", "runnel-no-capture", "runnel-1-thread", "runnel-ndjson"):
+for name in ("nginx", "nginx-1-worker", "runnel", "runnel-no-capture", "runnel-1-thread", "runnel-ndjson"):
     runs = [parse(work / f"{name}-{r}.txt") for r in range(1, rounds + 1)]
     rows[name] = (
         statistics.median(r[0] for r in runs),
@@ -44,6 +44,16 @@ for name, (rps, p50, p99, _, server_cpu, broker_cpu) in rows.items():
         f"{name:<20} {rps:>15,.0f} {p50:>9.0f} {p99:>9.0f} {rps / base_rps:>12.2f}x {p99 / base_p99:>12.2f}x"
         f" {server_cpu:>18.1f} {broker_cpu:>18.1f}"
     )
+one_rps, _, one_p99, *_ = rows["nginx-1-worker"]
 print()
+print(
+    f"one worker each: runnel-1-thread {rows['runnel-1-thread'][0] / one_rps:.2f}x nginx-1-worker's req/s,"
+    f" p99 {rows['runnel-1-thread'][2] / one_p99:.2f}x"
+)
+# Each round's ratio (contenders of one round ran back to back): how much the machine's noise
+# moved the ratio within this run.
+for name, base in (("runnel", "nginx"), ("runnel-1-thread", "nginx-1-worker")):
+    ratios = [parse(work / f"{name}-{r}.txt")[0] / parse(work / f"{base}-{r}.txt")[0] for r in range(1, rounds + 1)]
+    print(f"{name} / {base}, round by round: " + ", ".join(f"{x:.2f}x" for x in ratios))
 print(f"target: runnel (capture on) >= 1.00x nginx req/s with p99 <= 2.00x nginx's")
 print(f"click events captured by the capturing edge: {captured:,} for {rows['runnel'][3]:,} timed redirects (+ warm-up)")

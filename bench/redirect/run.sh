@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # bench/redirect: Runnel's redirect of a cached link, with click capture on and off, against
 # nginx answering `return 302` for the same path — same wrk connections and duration, the
-# three alternating over several rounds on this machine (shared and noisy: compare ratios
-# from one run, not absolute numbers across runs).
+# contenders alternating over several rounds on this machine (shared and noisy: compare ratios
+# from one run, not absolute numbers across runs). nginx runs twice: with a worker per core
+# (`worker_processes auto`, the target's reference) and with one worker, to set against the
+# edge on one tokio worker thread.
 #
 #   bench/redirect/run.sh [ROUNDS] [SECONDS] [CONNECTIONS]
 #
@@ -19,8 +21,11 @@ WORK=$(mktemp -d /tmp/runnel-bench-redirect.XXXXXX)
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  for pidfile in "$WORK/nginx.pid" "$WORK/nginx1.pid"; do
+    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+  done
   wait 2>/dev/null || true
+  rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -38,7 +43,7 @@ cargo build --release --locked --bin runnel 2>&1 | tail -n 1
 RUNNEL=$CARGO_TARGET_DIR/release/runnel
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-NGINX_PORT=$(free_port); CAPTURE_PORT=$(free_port); BARE_PORT=$(free_port); ONE_PORT=$(free_port); NDJSON_PORT=$(free_port)
+NGINX_PORT=$(free_port); NGINX1_PORT=$(free_port); CAPTURE_PORT=$(free_port); BARE_PORT=$(free_port); ONE_PORT=$(free_port); NDJSON_PORT=$(free_port)
 CAPTURE_METRICS_PORT=$(free_port); BARE_METRICS_PORT=$(free_port); ONE_METRICS_PORT=$(free_port); NDJSON_METRICS_PORT=$(free_port)
 
 export RUNNEL_TOPIC_PREFIX=bench. RUNNEL_REDIS_PREFIX=bench: RUNNEL_GROUP_PREFIX=bench-
@@ -70,24 +75,30 @@ done
 code=$(curl -sf -X POST "http://127.0.0.1:$CAPTURE_PORT/api/links" -H "authorization: Bearer $API_KEY" \
   -H 'content-type: application/json' -d '{"url":"https://example.com/landing"}' | sed -E 's/.*"code":"([^"]+)".*/\1/')
 
-cat >"$WORK/nginx.conf" <<NGINX
-worker_processes auto;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log;
+# nginx_conf NAME WORKERS PORT: an nginx answering `return 302` on PORT, its pid in $WORK/NAME.pid.
+nginx_conf() {
+  cat >"$WORK/$1.conf" <<NGINX
+worker_processes $2;
+pid $WORK/$1.pid;
+error_log $WORK/$1-error.log;
 events { worker_connections 4096; }
 http {
   access_log off;
   server {
-    listen 127.0.0.1:$NGINX_PORT;
+    listen 127.0.0.1:$3;
     location / { add_header Cache-Control "private, max-age=0"; return 302 https://example.com/landing; }
   }
 }
 NGINX
-/usr/sbin/nginx -c "$WORK/nginx.conf" -p "$WORK"
-for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/$code" && break; sleep 0.1; done
+  /usr/sbin/nginx -c "$WORK/$1.conf" -p "$WORK"
+  for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$3/$code" && break; sleep 0.1; done
+}
+nginx_conf nginx auto "$NGINX_PORT"
+nginx_conf nginx1 1 "$NGINX1_PORT"
 
-declare -A URLS=([nginx]="http://127.0.0.1:$NGINX_PORT/$code" [runnel]="http://127.0.0.1:$CAPTURE_PORT/$code" [runnel-no-capture]="http://127.0.0.1:$BARE_PORT/$code" [runnel-1-thread]="http://127.0.0.1:$ONE_PORT/$code" [runnel-ndjson]="http://127.0.0.1:$NDJSON_PORT/$code")
-for name in nginx runnel runnel-no-capture runnel-1-thread runnel-ndjson; do
+CONTENDERS="nginx nginx-1-worker runnel runnel-no-capture runnel-1-thread runnel-ndjson"
+declare -A URLS=([nginx]="http://127.0.0.1:$NGINX_PORT/$code" [nginx-1-worker]="http://127.0.0.1:$NGINX1_PORT/$code" [runnel]="http://127.0.0.1:$CAPTURE_PORT/$code" [runnel-no-capture]="http://127.0.0.1:$BARE_PORT/$code" [runnel-1-thread]="http://127.0.0.1:$ONE_PORT/$code" [runnel-ndjson]="http://127.0.0.1:$NDJSON_PORT/$code")
+for name in $CONTENDERS; do
   status=$(curl -s -o /dev/null -w '%{http_code}' "${URLS[$name]}")
   [ "$status" = 302 ] || { echo "$name answers $status, not 302" >&2; exit 1; }
   wrk -t1 -c"$CONNECTIONS" -d2s "${URLS[$name]}" >/dev/null   # warm-up
@@ -102,13 +113,14 @@ cpu_of() {
   done
   echo "$total"
 }
-nginx_pids() { pgrep -f "nginx: worker process" | tr '\n' ' '; }
+# An nginx's worker processes: the children of its master.
+nginx_pids() { pgrep -P "$(cat "$WORK/$1.pid")" | tr '\n' ' '; }
 BROKER_PID=$(cat .stack/kafka/tansu.pid 2>/dev/null || echo 0)
-declare -A SERVER_PIDS=([nginx]="$(nginx_pids)" [runnel]="${pids[0]}" [runnel-no-capture]="${pids[1]}" [runnel-1-thread]="${pids[2]}" [runnel-ndjson]="${pids[3]}")
+declare -A SERVER_PIDS=([nginx]="$(nginx_pids nginx)" [nginx-1-worker]="$(nginx_pids nginx1)" [runnel]="${pids[0]}" [runnel-no-capture]="${pids[1]}" [runnel-1-thread]="${pids[2]}" [runnel-ndjson]="${pids[3]}")
 
 echo "rounds: $ROUNDS x ${SECONDS_PER_RUN}s per contender, $CONNECTIONS connections, wrk -t1, alternating"
 for round in $(seq 1 "$ROUNDS"); do
-  for name in nginx runnel runnel-no-capture runnel-1-thread runnel-ndjson; do
+  for name in $CONTENDERS; do
     # shellcheck disable=SC2086
     server_before=$(cpu_of ${SERVER_PIDS[$name]}); broker_before=$(cpu_of "$BROKER_PID")
     wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "${URLS[$name]}" >"$WORK/$name-$round.txt"
