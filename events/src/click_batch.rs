@@ -19,7 +19,7 @@
 //!          | 2·index + 1                        the text table's entry number `index`
 //! ```
 //!
-//! Version 1 (`\0RC1`, written by edges before 2026-11-24, still read) wrote `id` and `link_id`
+//! Version 1 (`\0RC1`, written by earlier edges, still read) wrote `id` and `link_id`
 //! whole and the code as a text in every event: `event := v id ts_delta link_id text{9}`. An
 //! edge's ids are consecutive across its clicks, and a batch's clicks come from a few popular
 //! links, so version 2 takes about half the bytes per click.
