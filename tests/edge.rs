@@ -151,6 +151,21 @@ async fn a_click_event_carries_the_headers_of_its_request_on_both_http_paths() {
         assert_eq!(event.ip, "127.0.0.0", "truncated to its /24");
         assert_eq!(event.q, "utm_source=x");
     }
+
+    // What the redirect path counts per thread is all in /metrics (crate::hot_metrics): the
+    // latency samples too, though fewer than a thread's batch of them.
+    let text = http().get(env.edge_metrics_url()).send().await.unwrap().text().await.unwrap();
+    for (name, expected) in [
+        ("runnel_edge_clicks_produced_total", 2),
+        ("runnel_edge_redirects_total{result=\"found\"}", 2),
+        ("runnel_edge_requests_total{route=\"/{code}\",status_class=\"3xx\"}", 2),
+        ("runnel_edge_request_duration_seconds_count{route=\"/{code}\"}", 2),
+    ] {
+        assert_eq!(common::metric(&text, name), expected, "{name}:\n{text}");
+    }
+    let hits = common::metric(&text, "runnel_edge_link_lookups_total{tier=\"memory\",result=\"hit\"}");
+    let misses = common::metric(&text, "runnel_edge_link_lookups_total{tier=\"memory\",result=\"miss\"}");
+    assert_eq!(hits + misses, 2, "each redirect looked its link up once:\n{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

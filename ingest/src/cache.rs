@@ -12,6 +12,7 @@ use sinks::SinkError;
 use sinks::redis::LinkIndex;
 use std::time::Instant;
 
+use crate::hot_metrics::HotCounter;
 use crate::metrics::{CACHE_INVALIDATIONS_TOTAL, LINK_LOOKUPS_TOTAL};
 
 /// A link as the redirect path needs it, with its `Location` prepared once.
@@ -41,7 +42,7 @@ pub(crate) struct LinkResolver {
     /// before is stale — asked for again, but still served while Redis does not answer.
     generation: Arc<std::sync::atomic::AtomicU64>,
     index: LinkIndex,
-    memory_hits: metrics::Counter,
+    memory_hits: HotCounter,
     /// After a failed read of the index, Redis is not asked again before this instant (ms on
     /// `clock`): redirects must not each wait out a dead Redis's reconnect attempts.
     index_down_until_ms: Arc<std::sync::atomic::AtomicU64>,
@@ -61,7 +62,7 @@ impl LinkResolver {
             clock: Instant::now(),
             index,
             // The hot path's counter, registered once.
-            memory_hits: counter!(LINK_LOOKUPS_TOTAL, "tier" => "memory", "result" => "hit"),
+            memory_hits: HotCounter::new(counter!(LINK_LOOKUPS_TOTAL, "tier" => "memory", "result" => "hit")),
         }
     }
 

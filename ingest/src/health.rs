@@ -32,6 +32,8 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 /// `GET /metrics`: Prometheus text format.
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    // What the request path counted per thread, first (crate::hot_metrics).
+    crate::hot_metrics::flush();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.prometheus.render()).into_response()
 }
 

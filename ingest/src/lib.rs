@@ -11,6 +11,7 @@ mod client;
 mod config;
 mod error;
 mod health;
+mod hot_metrics;
 mod http1;
 mod limits;
 mod links;

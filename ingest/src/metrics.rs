@@ -1,5 +1,7 @@
 //! The edge's metric names (`runnel_edge_*`), declared in one place.
 
+use crate::hot_metrics::{HotCounter, HotHistogram};
+
 /// Requests by route template and status class (counter).
 pub(crate) const REQUESTS_TOTAL: &str = "runnel_edge_requests_total";
 /// Request latency by route template (histogram, seconds).
@@ -89,7 +91,8 @@ pub(crate) fn register_known() {
 
 /// Redirect-result counters, registered once (the redirect path must not look them up).
 pub(crate) struct RedirectCounters {
-    pub(crate) found: metrics::Counter,
+    /// Nearly every redirect's: counted per thread.
+    pub(crate) found: HotCounter,
     pub(crate) fallback: metrics::Counter,
     pub(crate) expired: metrics::Counter,
     pub(crate) disabled: metrics::Counter,
@@ -101,7 +104,7 @@ impl RedirectCounters {
     pub(crate) fn register() -> Self {
         let c = |result: &'static str| metrics::counter!(REDIRECTS_TOTAL, "result" => result);
         Self {
-            found: c("found"),
+            found: HotCounter::new(c("found")),
             fallback: c("fallback"),
             expired: c("expired"),
             disabled: c("disabled"),
@@ -111,11 +114,11 @@ impl RedirectCounters {
     }
 }
 
-/// Request metrics of one route template.
+/// Request metrics of one route template, counted per thread (every request updates them).
 pub(crate) struct RouteMetrics {
-    pub(crate) duration: metrics::Histogram,
+    pub(crate) duration: HotHistogram,
     /// By status class: 1xx … 5xx.
-    pub(crate) requests: [metrics::Counter; 5],
+    pub(crate) requests: [HotCounter; 5],
 }
 
 /// Request metrics per route template, registered on first use and then only read.
@@ -130,9 +133,11 @@ impl RouteMetricsCache {
             return std::sync::Arc::clone(found);
         }
         let owned = route.to_string();
-        let class = |c: &'static str| metrics::counter!(REQUESTS_TOTAL, "route" => owned.clone(), "status_class" => c);
+        let class = |c: &'static str| {
+            HotCounter::new(metrics::counter!(REQUESTS_TOTAL, "route" => owned.clone(), "status_class" => c))
+        };
         let metric = std::sync::Arc::new(RouteMetrics {
-            duration: metrics::histogram!(REQUEST_DURATION_SECONDS, "route" => owned.clone()),
+            duration: HotHistogram::new(metrics::histogram!(REQUEST_DURATION_SECONDS, "route" => owned.clone())),
             requests: [class("1xx"), class("2xx"), class("3xx"), class("4xx"), class("5xx")],
         });
         self.routes.write().expect("not poisoned").entry(owned).or_insert(metric).clone()

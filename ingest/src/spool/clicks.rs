@@ -24,6 +24,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, P
 
 use super::log::{self, Reader, Writer};
 use crate::config::ClickEncoding;
+use crate::hot_metrics::HotCounter;
 use crate::metrics::{
     CLICKS_DELIVERED_TOTAL, CLICKS_DROPPED_TOTAL, CLICKS_PRODUCED_TOTAL, CLICKS_REPLAYED_TOTAL, CLICKS_SPOOLED_TOTAL,
     PRODUCER_QUEUE_MESSAGES, SPOOL_BYTES,
@@ -243,7 +244,8 @@ pub(crate) struct ClickPath {
     shared: Arc<Shared>,
     /// One batch per partition.
     batches: Box<[Mutex<Batch>]>,
-    produced: metrics::Counter,
+    /// Counted per thread (every click).
+    produced: HotCounter,
 }
 
 impl ClickPath {
@@ -292,7 +294,13 @@ impl ClickPath {
             partitions
         };
         let batches = (0..partitions).map(|_| Mutex::new(Batch::new(encoding))).collect();
-        Ok(Arc::new(Self { producer, topic, shared, batches, produced: counter!(CLICKS_PRODUCED_TOTAL) }))
+        Ok(Arc::new(Self {
+            producer,
+            topic,
+            shared,
+            batches,
+            produced: HotCounter::new(counter!(CLICKS_PRODUCED_TOTAL)),
+        }))
     }
 
     /// Hands a click to Kafka without waiting (into its partition's batch), or to the spool
