@@ -1,7 +1,8 @@
 //! The click path. Healthy: clicks are batched per partition, several to a Kafka message
 //! (compact batches by default, `events::click_batch`; or NDJSON lines), and handed to the
-//! producer's memory queue when a batch reaches 256 KiB or is 20 ms old. The partition is CRC32(link id) mod N — what librdkafka's default partitioner picks for
-//! key = link id — so every click of a link lands in one partition, in order. When
+//! producer's memory queue when a batch reaches 256 KiB or is 20 ms old. The partition is
+//! CRC32(link id) mod N — what librdkafka's default partitioner picks for key = link id — so
+//! every click of a link lands in one partition, in order. When
 //! librdkafka reports every broker down, or its queue is full, the path switches to spooling:
 //! each click is appended to the spool before its redirect is answered, and clicks still queued
 //! in memory are purged into the spool too. A replayer produces the spool in order once Kafka
