@@ -54,7 +54,9 @@ def pid_of(path):
         return None
 
 
-SERVERS = {"clickhouse": pid_of(".stack/clickhouse/server.pid"), "broker": pid_of(".stack/kafka/tansu.pid")}
+# run.sh starts a broker of the run's own and names its pid; else the local stack's.
+BROKER_PID = int(os.environ["RUNNEL_BENCH_BROKER_PID"]) if os.environ.get("RUNNEL_BENCH_BROKER_PID") else None
+SERVERS = {"clickhouse": pid_of(".stack/clickhouse/server.pid"), "broker": BROKER_PID or pid_of(".stack/kafka/tansu.pid")}
 
 
 def cpu_of(pid):
