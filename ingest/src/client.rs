@@ -50,7 +50,7 @@ pub(crate) struct ClickTexts<'a> {
     pub(crate) ua: &'a str,
     pub(crate) referrer: &'a str,
     pub(crate) lang: &'a str,
-    /// The CDN's country header as sent (see [`country`]).
+    /// The CDN's country header as sent (see [`country_code`]).
     pub(crate) country: &'a str,
 }
 
@@ -96,7 +96,7 @@ impl RequestHeaders for [httparse::Header<'_>] {
 /// A header value `httparse` accepted, as text when it is visible ASCII (`HeaderValue::to_str`'s
 /// rule). `httparse` lets through only tabs, visible ASCII and bytes from 0x80 up, so ASCII is
 /// all that is left to check.
-pub(crate) fn parsed_text(value: &[u8]) -> Option<&str> {
+fn parsed_text(value: &[u8]) -> Option<&str> {
     if value.is_ascii() { std::str::from_utf8(value).ok() } else { None }
 }
 

@@ -70,6 +70,9 @@ impl AppState {
             tracing::warn!(%error, "Kafka does not answer at start; serving anyway, clicks are spooled until it does");
         }
         let index = LinkIndex::new(config.redis.clone(), conn.clone());
+        // The fast path's metrics are the router's `/{code}` ones: one set of per-thread slots.
+        let route_metrics = RouteMetricsCache::default();
+        let redirect_metrics = route_metrics.get(REDIRECT_ROUTE);
         Ok(Self {
             links: LinkResolver::new(
                 index,
@@ -85,8 +88,8 @@ impl AppState {
             store_full_ip: config.store_full_ip,
             capture_clicks: config.capture_clicks,
             redirects: RedirectCounters::register(),
-            route_metrics: RouteMetricsCache::default(),
-            redirect_metrics: RouteMetricsCache::default().get(REDIRECT_ROUTE),
+            route_metrics,
+            redirect_metrics,
             cache_control: HeaderValue::from_str(&config.redirect_cache_control).expect("validated"),
             public_url: config
                 .public_url
