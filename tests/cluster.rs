@@ -181,4 +181,22 @@ async fn the_cluster_schema_stores_once_and_reports_as_one_server_does() {
         assert!(!rows["rows"].as_array().unwrap().is_empty(), "{args:?}: no rows");
         assert_eq!(on_cluster, on_one, "{args:?}: the cluster and one server differ");
     }
+
+    // The rollup's lists, written through the cluster's Distributed tables, answer as one
+    // server's do.
+    for env in [&env, &single] {
+        let (ok, out, err) = env.run(&["rollup"]);
+        assert!(ok && out.contains("new customers per hour: listed now"), "{out}{err}");
+    }
+    let days = ch_text(NODES[0], &format!("SELECT count() FROM {db}.active_customers_daily")).await;
+    assert_ne!(days.trim(), "0", "the cluster's list of active customers per day");
+    for args in [&["report", "customers"][..], &["report", "top-links"]] {
+        let mut args = args.to_vec();
+        args.extend(["--from", "2026-11-09", "--to", "2026-11-14", "--format", "json"]);
+        let (ok, on_cluster, err) = env.run(&args);
+        assert!(ok, "{args:?} on the cluster after the rollup: {err}");
+        let (ok, on_one, err) = single.run(&args);
+        assert!(ok, "{args:?} on one server after the rollup: {err}");
+        assert_eq!(on_cluster, on_one, "{args:?} after the rollup: the cluster and one server differ");
+    }
 }

@@ -478,19 +478,33 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
     for (path, want) in &expected {
         assert_eq!(&rows(&get(format!("{base}/{path}")).await), want, "{path} after the rollup");
     }
-    let swap = |table: &str| format!("RENAME TABLE {table} TO {table}_full");
-    for table in ["link_clicks_daily", "customer_firsts"] {
-        ch.query(&swap(table)).execute().await.unwrap();
-        ch.query(&format!("CREATE TABLE {table} AS {table}_full")).execute().await.unwrap();
-    }
+    // Emptied: what top links merge without the leaders, every customer's first order, and the
+    // active customers per hour (days before the cutoff come counted from the list of days).
+    const LISTED: [&str; 3] = ["link_clicks_daily", "customer_firsts", "customer_ids_hourly"];
+    let hide = |tables: &'static [&'static str]| {
+        let ch = ch.clone();
+        async move {
+            for table in tables {
+                ch.query(&format!("RENAME TABLE {table} TO {table}_full")).execute().await.unwrap();
+                ch.query(&format!("CREATE TABLE {table} AS {table}_full")).execute().await.unwrap();
+            }
+        }
+    };
+    let restore = |tables: &'static [&'static str]| {
+        let ch = ch.clone();
+        async move {
+            for table in tables {
+                ch.query(&format!("DROP TABLE {table}")).execute().await.unwrap();
+                ch.query(&format!("RENAME TABLE {table}_full TO {table}")).execute().await.unwrap();
+            }
+        }
+    };
+    hide(&LISTED).await;
     for path in [format!("reports/top-links?{utc}"), format!("reports/customers?{utc}")] {
         let want = &expected.iter().find(|(p, _)| *p == path).unwrap().1;
         assert_eq!(&rows(&get(format!("{base}/{path}")).await), want, "{path} from the lists alone");
     }
-    for table in ["link_clicks_daily", "customer_firsts"] {
-        ch.query(&format!("DROP TABLE {table}")).execute().await.unwrap();
-        ch.query(&format!("RENAME TABLE {table}_full TO {table}")).execute().await.unwrap();
-    }
+    restore(&LISTED).await;
 
     // A paid order stored late for the 11th, by a new customer: the list of new customers is out
     // of date, the report merges every customer again and counts c9, and so does the next list.
@@ -518,11 +532,9 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
     assert_eq!(rows(&get(customers.clone()).await), with_c9, "customers after a late order");
     let (ok, out, err) = env.run(&["rollup"]);
     assert!(ok && out.contains("new customers per hour: listed now"), "{out}{err}");
-    ch.query(&swap("customer_firsts")).execute().await.unwrap();
-    ch.query("CREATE TABLE customer_firsts AS customer_firsts_full").execute().await.unwrap();
+    hide(&LISTED[1..]).await;
     let from_list = rows(&get(customers).await);
-    ch.query("DROP TABLE customer_firsts").execute().await.unwrap();
-    ch.query("RENAME TABLE customer_firsts_full TO customer_firsts").execute().await.unwrap();
+    restore(&LISTED[1..]).await;
     assert_eq!(from_list, with_c9, "customers from the new list alone");
 
     // The current engine: the schema with its newer-server statements, the same raw rows, every
@@ -669,27 +681,39 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
     }
     // Customers from the rollup's list: the same list made on the current engine, then the
     // report's query over it.
-    let list =
-        sinks::reports::new_customers::List { version: 0, cutoff: 0, paid_before: 0, listed: 0, rows: 0, paid_now: 0 };
-    let newest = String::from_utf8(
-        ch.query(&sinks::reports::new_customers::newest_sql())
-            .fetch_bytes("TabSeparated")
-            .unwrap()
-            .collect()
-            .await
-            .unwrap()
-            .to_vec(),
-    )
-    .unwrap();
-    let n: Vec<u64> = newest.trim().split('\t').map(|f| f.parse().unwrap()).collect();
-    let list = sinks::reports::new_customers::List { version: n[0], cutoff: n[1] as i64, paid_before: n[2], ..list };
-    sql.insert(
-        "0-new-customers-list".into(),
-        json!(sinks::reports::new_customers::list_sql(list.version, list.cutoff, list.paid_before)),
-    );
+    use sinks::reports::new_customers;
+    let tsv_numbers = |sql: String| {
+        let ch = ch.clone();
+        async move {
+            let text =
+                String::from_utf8(ch.query(&sql).fetch_bytes("TabSeparated").unwrap().collect().await.unwrap().to_vec())
+                    .unwrap();
+            text.trim().split('\t').map(|f| f.parse::<u64>().unwrap()).collect::<Vec<u64>>()
+        }
+    };
+    let n = tsv_numbers(new_customers::newest_sql()).await;
+    let c = tsv_numbers(new_customers::checks_sql(n[0], n[1] as i64)).await;
+    let list = new_customers::List {
+        version: n[0],
+        cutoff: n[1] as i64,
+        paid_before: n[2],
+        listed: n[3],
+        rows: n[4],
+        paid_now: c[0],
+        days_listed: c[1],
+        days_rows: c[2],
+    };
+    assert!(list.days_hold(), "the rollup's list and its days hold: {list:?}");
+    sql.insert("0-new-customers-list".into(), json!(new_customers::list_sql(list.version, list.cutoff, list.paid_before)));
+    sql.insert("0-active-customers-list".into(), json!(new_customers::days_sql(list.version, list.cutoff)));
     for (name, args) in queries.iter().filter(|(name, _)| name.starts_with("customers")) {
         let plan = plan_for(args, a_id);
         let listed = plan.customers_listed_sql(plan.fill.unwrap(), &list);
+        assert_eq!(
+            listed.contains("active_customers_daily"),
+            name == "customers-utc-default",
+            "{name}: only buckets of UTC days read the list of days"
+        );
         let want =
             String::from_utf8(ch.query(&listed).fetch_bytes("TabSeparated").unwrap().collect().await.unwrap().to_vec())
                 .unwrap();

@@ -376,14 +376,26 @@ pub const TOP_LINKS_TOTAL: &str = "runnel_report_top_links_total";
 /// (a paid order in it), new ones (their first paid order ever in it and in the range), the
 /// others active are returning.
 fn customers_sql(range: &Range, interval: Interval, fresh: &str) -> String {
+    customers_from_sql(&active_sql(range, interval, &range.hours_sql("hour")), fresh)
+}
+
+/// Active customers (`active`) and paid orders (`paid_orders`) per bucket from the hours of
+/// `customer_ids_hourly` that `hours` (SQL) selects.
+fn active_sql(range: &Range, interval: Interval, hours: &str) -> String {
+    format!(
+        "SELECT {bucket} AS bucket, uniqExact(customer) AS active, sum(orders) AS paid_orders \
+         FROM customer_ids_hourly WHERE {hours} GROUP BY bucket",
+        bucket = range.bucket_sql(interval, "hour"),
+    )
+}
+
+/// The customers report's rows from `active` ([`active_sql`]) and `fresh` (new customers per
+/// bucket).
+fn customers_from_sql(active: &str, fresh: &str) -> String {
     format!(
         "SELECT bucket, toUInt64(new_customers), toUInt64(if(active > new_customers, active - new_customers, 0)), \
-         paid_orders FROM (\
-         SELECT {bucket} AS bucket, uniqExact(customer) AS active, sum(orders) AS paid_orders \
-         FROM customer_ids_hourly WHERE {hours} GROUP BY bucket) AS active \
+         paid_orders FROM ({active}) AS active \
          ANY LEFT JOIN ({fresh}) AS fresh USING bucket ORDER BY bucket",
-        bucket = range.bucket_sql(interval, "hour"),
-        hours = range.hours_sql("hour"),
     )
 }
 
@@ -538,23 +550,37 @@ impl Plan {
     pub fn customers_listed_sql(&self, interval: Interval, list: &new_customers::List) -> String {
         let range = &self.range;
         let first = range.bucket_sql(interval, "toStartOfHour(first_paid)");
-        customers_sql(
-            range,
-            interval,
-            &format!(
-                "SELECT bucket, sum(n) AS new_customers FROM (\
-                 SELECT {bucket} AS bucket, new_customers AS n FROM new_customers_hourly WHERE version = {version} AND {hours} \
-                 UNION ALL SELECT {first} AS bucket, toUInt64(1) AS n FROM (\
-                 SELECT minMerge(first_order) AS first_paid FROM customer_firsts WHERE customer IN (\
-                 SELECT customer FROM customer_ids_hourly WHERE hour >= toDateTime({cutoff})) \
-                 GROUP BY customer) WHERE first_paid >= toDateTime({cutoff}) AND {firsts}) GROUP BY bucket",
-                bucket = range.bucket_sql(interval, "hour"),
+        let fresh = format!(
+            "SELECT bucket, sum(n) AS new_customers FROM (\
+             SELECT {bucket} AS bucket, new_customers AS n FROM new_customers_hourly WHERE version = {version} AND {hours} \
+             UNION ALL SELECT {first} AS bucket, toUInt64(1) AS n FROM (\
+             SELECT minMerge(first_order) AS first_paid FROM customer_firsts WHERE customer IN (\
+             SELECT customer FROM customer_ids_hourly WHERE hour >= toDateTime({cutoff})) \
+             GROUP BY customer) WHERE first_paid >= toDateTime({cutoff}) AND {firsts}) GROUP BY bucket",
+            bucket = range.bucket_sql(interval, "hour"),
+            version = list.version,
+            hours = range.hours_sql("hour"),
+            cutoff = list.cutoff,
+            firsts = range.hours_sql("first_paid"),
+        );
+        // Buckets of UTC days: the days before the cutoff come counted from the list of days.
+        let active = if interval == Interval::Day && range.days_are_utc_days() && list.days_hold() {
+            format!(
+                "SELECT bucket, sum(active) AS active, sum(paid_orders) AS paid_orders FROM (\
+                 SELECT toUInt32(day) AS bucket, active, paid_orders FROM active_customers_daily \
+                 WHERE version = {version} AND {days} UNION ALL {since}) GROUP BY bucket",
                 version = list.version,
-                hours = range.hours_sql("hour"),
-                cutoff = list.cutoff,
-                firsts = range.hours_sql("first_paid"),
-            ),
-        )
+                days = range.hours_sql("day"),
+                since = active_sql(
+                    range,
+                    interval,
+                    &format!("hour >= toDateTime({cutoff}) AND {hours}", cutoff = list.cutoff, hours = range.hours_sql("hour")),
+                ),
+            )
+        } else {
+            active_sql(range, interval, &range.hours_sql("hour"))
+        };
+        customers_from_sql(&active, &fresh)
     }
 
     /// Conversions' second step: clicks and human clicks of `codes` over the range.
@@ -669,7 +695,10 @@ pub(crate) fn unreadable(source: &str, line: &str) -> SinkError {
 
 /// Runs `sql` and returns its `TabSeparated` output.
 pub(crate) async fn tsv(clickhouse: &ClickhouseConfig, sql: &str) -> Result<String, SinkError> {
-    let mut query = clickhouse.pooled_client().query(sql);
+    // A report reads a few small granules of pre-aggregated tables again and again: keeping them
+    // decompressed in the server's cache saved about a third of a link breakdown's server time.
+    // ClickHouse bypasses the cache for reads of more than `merge_tree_max_rows_to_use_cache`.
+    let mut query = clickhouse.pooled_client().query(sql).with_setting("use_uncompressed_cache", "1");
     if clickhouse.cluster_name().is_some() {
         // `IN (subquery)` over Distributed tables becomes `GLOBAL IN` on a cluster: the set is
         // built once and sent to the shards. On one server a plain `IN` keeps the primary key in

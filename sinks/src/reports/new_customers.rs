@@ -6,6 +6,10 @@
 //! the paid order events before its cutoff are as many as when it was made (an order stored late
 //! can make a customer new in an earlier hour, and always adds a paid event before the cutoff),
 //! and finds the new customers after the cutoff among those who paid since.
+//!
+//! With each list it writes the active customers and paid orders of every UTC day before the
+//! cutoff (`active_customers_daily`, migration 0016) under the same version: they change on the
+//! same condition, a paid order stored late before the cutoff, so the same check covers them.
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -28,6 +32,10 @@ pub struct List {
     pub rows: u64,
     /// Paid order events before the cutoff now.
     pub paid_now: u64,
+    /// Rows of its list of active customers per day (0: none was written with it).
+    pub days_listed: u64,
+    /// Rows of that list stored.
+    pub days_rows: u64,
 }
 
 impl List {
@@ -35,24 +43,42 @@ impl List {
     pub fn is_current(&self) -> bool {
         self.rows == self.listed && self.paid_now == self.paid_before
     }
+
+    /// Whether its active customers per day may be read: it is current, and that list was
+    /// written with it and is whole.
+    pub fn days_hold(&self) -> bool {
+        self.is_current() && self.days_listed > 0 && self.days_rows == self.days_listed
+    }
 }
 
-/// The newest list with the paid order events before its cutoff now.
+/// The newest list: `version, cutoff, paid_before, listed, rows`.
 pub fn newest_sql() -> String {
-    "SELECT version, toUInt32(cutoff), paid_before, listed, list_rows, \
-     (SELECT sum(events) FROM orders_hourly WHERE status = 'paid' AND hour < (\
-     SELECT max(cutoff) FROM new_customers_hourly WHERE version = (SELECT max(version) FROM new_customers_hourly))) \
-     FROM (SELECT version, any(cutoff) AS cutoff, any(paid_before) AS paid_before, any(listed) AS listed, count() AS list_rows \
-     FROM new_customers_hourly WHERE version = (SELECT max(version) FROM new_customers_hourly) GROUP BY version)"
+    "SELECT version, toUInt32(any(cutoff)), any(paid_before), any(listed), count() FROM new_customers_hourly \
+     GROUP BY version ORDER BY version DESC LIMIT 1"
         .into()
 }
 
-/// Reads [`newest_sql`]: `None` when there is no list.
+/// What decides whether list `version` with `cutoff` holds: the paid order events before the
+/// cutoff now, then the rows its list of days should have and has.
+pub fn checks_sql(version: u64, cutoff: i64) -> String {
+    format!(
+        "SELECT ({paid}), toUInt64((SELECT any(listed) FROM active_customers_daily WHERE version = {version})), \
+         (SELECT count() FROM active_customers_daily WHERE version = {version})",
+        paid = paid_before_sql(cutoff),
+    )
+}
+
+/// Reads [`newest_sql`], then [`checks_sql`]: `None` when there is no list. (Two short queries
+/// take less time than one that finds the newest version in each of its subqueries.)
 pub async fn newest(clickhouse: &ClickhouseConfig) -> Result<Option<List>, ReportError> {
     let text = tsv(clickhouse, &newest_sql()).await?;
-    let Some(row) = tsv_rows::<6>("new_customers_hourly", &text).next() else { return Ok(None) };
-    let [version, cutoff, paid_before, listed, rows, paid_now] = tsv_parse("new_customers_hourly", row?)?;
-    Ok(Some(List { version, cutoff: cutoff as i64, paid_before, listed, rows, paid_now }))
+    let Some(row) = tsv_rows::<5>("new_customers_hourly", &text).next() else { return Ok(None) };
+    let [version, cutoff, paid_before, listed, rows] = tsv_parse::<u64, 5>("new_customers_hourly", row?)?;
+    let cutoff = cutoff as i64;
+    let text = tsv(clickhouse, &checks_sql(version, cutoff)).await?;
+    let Some(row) = tsv_rows::<3>("active_customers_daily", &text).next() else { return Ok(None) };
+    let [paid_now, days_listed, days_rows] = tsv_parse("active_customers_daily", row?)?;
+    Ok(Some(List { version, cutoff, paid_before, listed, rows, paid_now, days_listed, days_rows }))
 }
 
 /// The newest list when it still holds.
@@ -60,9 +86,9 @@ pub async fn current(clickhouse: &ClickhouseConfig) -> Result<Option<List>, Repo
     Ok(newest(clickhouse).await?.filter(List::is_current))
 }
 
-/// Paid order events before `cutoff`.
+/// Paid order events before `cutoff` (a UTC midnight: whole UTC days of `orders_daily`).
 pub fn paid_before_sql(cutoff: i64) -> String {
-    format!("SELECT sum(events) FROM orders_hourly WHERE status = 'paid' AND hour < toDateTime({cutoff})")
+    format!("SELECT sum(events) FROM orders_daily WHERE status = 'paid' AND day < toDate(toDateTime({cutoff}), 'UTC')")
 }
 
 /// The statement that stores a list: the new customers of every hour before `cutoff`.
@@ -78,6 +104,18 @@ pub fn list_sql(version: u64, cutoff: i64, paid_before: u64) -> String {
     )
 }
 
+/// The statement that stores the list of days written with list `version`: the active
+/// customers and paid orders of every UTC day before `cutoff`.
+pub fn days_sql(version: u64, cutoff: i64) -> String {
+    format!(
+        "INSERT INTO active_customers_daily (version, listed, day, active, paid_orders) \
+         SELECT toUInt64({version}), toUInt32(length(days)), counted.1, counted.2, counted.3 FROM (\
+         SELECT groupArray((day, active, paid)) AS days FROM (\
+         SELECT toStartOfDay(hour, 'UTC') AS day, toUInt64(uniqExact(customer)) AS active, sum(orders) AS paid \
+         FROM customer_ids_hourly WHERE hour < toDateTime({cutoff}) GROUP BY day)) ARRAY JOIN days AS counted"
+    )
+}
+
 /// What one [`refresh`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refreshed {
@@ -90,34 +128,37 @@ pub enum Refreshed {
     Changing,
 }
 
-/// Writes a new list with today's (UTC) midnight as its cutoff unless the newest one holds
-/// and has it; keeps the two newest lists (on a single server: old ones are dropped as
-/// partitions).
+/// Writes a new list, and its list of days, with today's (UTC) midnight as its cutoff unless
+/// the newest one holds and has it (and its days); keeps the two newest lists (on a single
+/// server: old ones are dropped as partitions).
 pub async fn refresh(clickhouse: &ClickhouseConfig, now: Timestamp) -> Result<Refreshed, ReportError> {
     let today = now.to_zoned(TimeZone::UTC).date();
     let cutoff = today.to_zoned(TimeZone::UTC).map(|z| z.timestamp().as_second()).unwrap_or(0);
-    if newest(clickhouse).await?.is_some_and(|list| list.is_current() && list.cutoff == cutoff) {
+    if newest(clickhouse).await?.is_some_and(|list| list.days_hold() && list.cutoff == cutoff) {
         return Ok(Refreshed::Current);
     }
     let paid = |text: String| text.trim().parse::<u64>().unwrap_or(0);
     let before = paid(tsv(clickhouse, &paid_before_sql(cutoff)).await?);
     let version = u64::try_from(Timestamp::now().as_microsecond()).unwrap_or(0);
-    let mut insert = clickhouse.client().query(&list_sql(version, cutoff, before));
-    if clickhouse.cluster_name().is_some() {
-        insert = insert.with_setting("insert_distributed_sync", "1");
+    for sql in [list_sql(version, cutoff, before), days_sql(version, cutoff)] {
+        let mut insert = clickhouse.client().query(&sql);
+        if clickhouse.cluster_name().is_some() {
+            insert = insert.with_setting("insert_distributed_sync", "1");
+        }
+        insert.execute().await.map_err(|e| clickhouse.error(e))?;
     }
-    insert.execute().await.map_err(|e| clickhouse.error(e))?;
     let after = paid(tsv(clickhouse, &paid_before_sql(cutoff)).await?);
     if clickhouse.cluster_name().is_none() {
-        let versions =
-            tsv(clickhouse, "SELECT DISTINCT version FROM new_customers_hourly ORDER BY version DESC").await?;
-        for old in versions.lines().filter_map(|l| l.parse::<u64>().ok()).skip(2) {
-            clickhouse
-                .client()
-                .query(&format!("ALTER TABLE new_customers_hourly DROP PARTITION {old}"))
-                .execute()
-                .await
-                .map_err(|e| clickhouse.error(e))?;
+        for table in ["new_customers_hourly", "active_customers_daily"] {
+            let versions = tsv(clickhouse, &format!("SELECT DISTINCT version FROM {table} ORDER BY version DESC")).await?;
+            for old in versions.lines().filter_map(|l| l.parse::<u64>().ok()).skip(2) {
+                clickhouse
+                    .client()
+                    .query(&format!("ALTER TABLE {table} DROP PARTITION {old}"))
+                    .execute()
+                    .await
+                    .map_err(|e| clickhouse.error(e))?;
+            }
         }
     }
     Ok(if after == before { Refreshed::Listed } else { Refreshed::Changing })
@@ -129,9 +170,21 @@ mod tests {
 
     #[test]
     fn a_list_holds_while_it_is_whole_and_no_paid_order_came_late() {
-        let list = List { version: 1, cutoff: 86_400, paid_before: 10, listed: 24, rows: 24, paid_now: 10 };
-        assert!(list.is_current());
+        let list = List {
+            version: 1,
+            cutoff: 86_400,
+            paid_before: 10,
+            listed: 24,
+            rows: 24,
+            paid_now: 10,
+            days_listed: 1,
+            days_rows: 1,
+        };
+        assert!(list.is_current() && list.days_hold());
         assert!(!List { paid_now: 11, ..list.clone() }.is_current());
         assert!(!List { rows: 23, ..list.clone() }.is_current());
+        assert!(!List { rows: 23, ..list.clone() }.days_hold(), "days are read only with their list");
+        assert!(!List { days_rows: 0, ..list.clone() }.days_hold(), "days not all stored");
+        assert!(!List { days_listed: 0, days_rows: 0, ..list.clone() }.days_hold(), "a list written without days");
     }
 }
