@@ -685,9 +685,10 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
     let tsv_numbers = |sql: String| {
         let ch = ch.clone();
         async move {
-            let text =
-                String::from_utf8(ch.query(&sql).fetch_bytes("TabSeparated").unwrap().collect().await.unwrap().to_vec())
-                    .unwrap();
+            let text = String::from_utf8(
+                ch.query(&sql).fetch_bytes("TabSeparated").unwrap().collect().await.unwrap().to_vec(),
+            )
+            .unwrap();
             text.trim().split('\t').map(|f| f.parse::<u64>().unwrap()).collect::<Vec<u64>>()
         }
     };
@@ -704,7 +705,10 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
         days_rows: c[2],
     };
     assert!(list.days_hold(), "the rollup's list and its days hold: {list:?}");
-    sql.insert("0-new-customers-list".into(), json!(new_customers::list_sql(list.version, list.cutoff, list.paid_before)));
+    sql.insert(
+        "0-new-customers-list".into(),
+        json!(new_customers::list_sql(list.version, list.cutoff, list.paid_before)),
+    );
     sql.insert("0-active-customers-list".into(), json!(new_customers::days_sql(list.version, list.cutoff)));
     for (name, args) in queries.iter().filter(|(name, _)| name.starts_with("customers")) {
         let plan = plan_for(args, a_id);

@@ -574,7 +574,11 @@ impl Plan {
                 since = active_sql(
                     range,
                     interval,
-                    &format!("hour >= toDateTime({cutoff}) AND {hours}", cutoff = list.cutoff, hours = range.hours_sql("hour")),
+                    &format!(
+                        "hour >= toDateTime({cutoff}) AND {hours}",
+                        cutoff = list.cutoff,
+                        hours = range.hours_sql("hour")
+                    ),
                 ),
             )
         } else {

@@ -150,7 +150,8 @@ pub async fn refresh(clickhouse: &ClickhouseConfig, now: Timestamp) -> Result<Re
     let after = paid(tsv(clickhouse, &paid_before_sql(cutoff)).await?);
     if clickhouse.cluster_name().is_none() {
         for table in ["new_customers_hourly", "active_customers_daily"] {
-            let versions = tsv(clickhouse, &format!("SELECT DISTINCT version FROM {table} ORDER BY version DESC")).await?;
+            let versions =
+                tsv(clickhouse, &format!("SELECT DISTINCT version FROM {table} ORDER BY version DESC")).await?;
             for old in versions.lines().filter_map(|l| l.parse::<u64>().ok()).skip(2) {
                 clickhouse
                     .client()
