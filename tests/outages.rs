@@ -146,6 +146,14 @@ async fn a_consumer_out_of_its_group_shows_how_long_and_every_click_is_stored_on
     assert!(shown, "10 s out of the group shown within a minute of the freeze:\n{text}\n{}", processor.log_text());
     broker.stop();
     broker.restart();
+    // tansu 0.6 keeps the timed-out member as the group's leader until it restarts; once in
+    // several CI runs one restart did not clear it (docs/reliability.md). The operator's remedy
+    // then is a second restart, and so is the test's.
+    if !eventually(Duration::from_secs(45), || async { out().await == 0 }).await {
+        eprintln!("still out of the group 45 s after the broker restarted: restarting it again");
+        broker.stop();
+        broker.restart();
+    }
 
     follow(&env, &code, 100, BROWSER).await;
     assert_exactly(&env, link_id, 300).await;
