@@ -142,12 +142,15 @@ fn translate(sql: &str, tables: &mut BTreeMap<String, String>) -> Result<Vec<Str
     }
     if let Some(rest) = sql.strip_prefix("DROP TABLE IF EXISTS ") {
         let (name, tail) = word(rest);
-        if tables.contains_key(name) || !tail.trim().is_empty() {
-            return Err(format!(
-                "DROP of {name}: only views are translated (a table is a local and a Distributed one)"
-            ));
+        if !tail.trim().is_empty() {
+            return Err(format!("DROP of {name} with `{}`", tail.trim()));
         }
-        return Ok(vec![format!("DROP TABLE IF EXISTS ${{database}}.{name} ON CLUSTER ${{cluster}}")]);
+        let drop = |name: &str| format!("DROP TABLE IF EXISTS ${{database}}.{name} ON CLUSTER ${{cluster}}");
+        if tables.remove(name).is_some() {
+            // A table is a Distributed one over a local one on every node: both go.
+            return Ok(vec![drop(name), drop(&format!("{name}_local"))]);
+        }
+        return Ok(vec![drop(name)]);
     }
     if sql.starts_with("INSERT INTO ") {
         // Through the Distributed tables (the migrator inserts with insert_distributed_sync).
@@ -239,11 +242,23 @@ mod tests {
         let mut tables = BTreeMap::new();
         assert!(translate("DROP TABLE clicks", &mut tables).unwrap_err().contains("DROP TABLE"));
         translate("CREATE TABLE t (a UInt8) ENGINE = MergeTree ORDER BY a", &mut tables).unwrap();
-        assert!(translate("DROP TABLE IF EXISTS t", &mut tables).unwrap_err().contains("only views"));
         assert_eq!(
             translate("DROP TABLE IF EXISTS t_mv", &mut tables).unwrap(),
             ["DROP TABLE IF EXISTS ${database}.t_mv ON CLUSTER ${cluster}"]
         );
+        assert_eq!(
+            translate("DROP TABLE IF EXISTS t", &mut tables).unwrap(),
+            [
+                "DROP TABLE IF EXISTS ${database}.t ON CLUSTER ${cluster}",
+                "DROP TABLE IF EXISTS ${database}.t_local ON CLUSTER ${cluster}"
+            ],
+            "a table goes with its local tables"
+        );
+        assert!(
+            translate("ALTER TABLE t ADD COLUMN b String", &mut tables).unwrap_err().contains("no earlier"),
+            "t is gone"
+        );
+        assert!(translate("DROP TABLE IF EXISTS t SYNC", &mut tables).unwrap_err().contains("SYNC"));
         assert!(translate("ALTER TABLE nope ADD COLUMN b String", &mut tables).unwrap_err().contains("nope"));
         assert!(translate("CREATE TABLE t (a UInt8) ENGINE = Memory", &mut tables).unwrap_err().contains("Memory"));
     }

@@ -189,7 +189,7 @@ impl Report {
             Self::LinkBreakdown { link_id, dimension } => {
                 let sql = format!(
                     "SELECT value, sum(clicks) AS total, sum(human_clicks) AS humans \
-                     FROM clicks_hourly_by_dimension WHERE link_id = {link_id} AND dimension = '{dimension}' AND {hours} \
+                     FROM link_dimension_clicks_hourly WHERE link_id = {link_id} AND dimension = '{dimension}' AND {hours} \
                      GROUP BY value ORDER BY humans DESC, total DESC, value LIMIT {limit}",
                     hours = range.hours_sql("hour"),
                 );
