@@ -198,11 +198,9 @@ pub async fn refresh(
         let size = totals(clickhouse, &list_size_sql(state.day)).await?;
         let (listed, floor) = (size.0, if size.0 < u64::from(LEADERS_PER_DAY) { 0 } else { size.1 });
         let version = u64::try_from(Timestamp::now().as_microsecond()).unwrap_or(0);
-        let mut insert = clickhouse.client().query(&list_sql(state.day, version, listed, floor, before));
-        if clickhouse.cluster_name().is_some() {
-            // Every shard has its rows when the INSERT returns (the report checks the count).
-            insert = insert.with_setting("insert_distributed_sync", "1");
-        }
+        // On a cluster the client inserts with `insert_distributed_sync` (ClickhouseConfig): every
+        // shard has its rows when the INSERT returns (the report checks the count).
+        let insert = clickhouse.client().query(&list_sql(state.day, version, listed, floor, before));
         insert.execute().await.map_err(|e| clickhouse.error(e))?;
         // Clicks stored for the day meanwhile: the list keeps the totals from before them, so
         // no report uses it; the next refresh lists the day again.

@@ -140,12 +140,10 @@ pub async fn refresh(clickhouse: &ClickhouseConfig, now: Timestamp) -> Result<Re
     let paid = |text: String| text.trim().parse::<u64>().unwrap_or(0);
     let before = paid(tsv(clickhouse, &paid_before_sql(cutoff)).await?);
     let version = u64::try_from(Timestamp::now().as_microsecond()).unwrap_or(0);
+    // On a cluster the client inserts with `insert_distributed_sync` (ClickhouseConfig): every
+    // shard has its rows when the INSERT returns.
     for sql in [list_sql(version, cutoff, before), days_sql(version, cutoff)] {
-        let mut insert = clickhouse.client().query(&sql);
-        if clickhouse.cluster_name().is_some() {
-            insert = insert.with_setting("insert_distributed_sync", "1");
-        }
-        insert.execute().await.map_err(|e| clickhouse.error(e))?;
+        clickhouse.client().query(&sql).execute().await.map_err(|e| clickhouse.error(e))?;
     }
     let after = paid(tsv(clickhouse, &paid_before_sql(cutoff)).await?);
     if clickhouse.cluster_name().is_none() {
