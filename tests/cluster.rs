@@ -24,6 +24,44 @@ async fn ch_text(url: &str, sql: &str) -> String {
     text.trim().to_string()
 }
 
+/// Drops a test database from every cluster node when dropped (`TestEnv` cleans only the
+/// single server), so replicated tables and their ZooKeeper entries do not pile up.
+struct ClusterDatabase(String);
+
+impl ClusterDatabase {
+    /// Also drops what earlier runs of this test left behind (killed before their clean-up).
+    async fn new(db: &str) -> Self {
+        for node in NODES {
+            let left = ch_text(
+                node,
+                &format!("SELECT name FROM system.databases WHERE name LIKE 'runnel\\_tcluster%' AND name != '{db}'"),
+            )
+            .await;
+            for old in left.lines().filter(|l| !l.is_empty()) {
+                ch_text(node, &format!("DROP DATABASE IF EXISTS {old}")).await;
+            }
+        }
+        Self(db.to_string())
+    }
+}
+
+impl Drop for ClusterDatabase {
+    fn drop(&mut self) {
+        let db = self.0.clone();
+        // Best effort, on a runtime of its own: a failed clean-up must not hide the result.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                for node in NODES {
+                    let _ =
+                        reqwest::Client::new().post(node).body(format!("DROP DATABASE IF EXISTS {db}")).send().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_schema_stores_once_and_reports_as_one_server_does() {
     let mut env = TestEnv::new("cluster");
@@ -31,6 +69,7 @@ async fn the_cluster_schema_stores_once_and_reports_as_one_server_does() {
     env.set("RUNNEL_CLICKHOUSE_CLUSTER", "runnel");
     env.prepare();
     let db = env.database();
+    let _dropped_at_end = ClusterDatabase::new(&db).await;
 
     // Applied once: the other node finds every migration recorded (schema_migrations is
     // replicated to every node) and the tables on both nodes.
