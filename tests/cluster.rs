@@ -227,9 +227,28 @@ async fn the_cluster_schema_stores_once_and_reports_as_one_server_does() {
 
     // The rollup's lists, written through the cluster's Distributed tables, answer as one
     // server's do.
+    // Two old lists first: the rollup keeps its own and the newest other, and drops the oldest
+    // from every shard (ON CLUSTER, from the local tables).
+    for sql in [
+        "new_customers_hourly (version, cutoff, paid_before, listed, hour, new_customers) \
+         VALUES (1, '2026-11-01 00:00:00', 0, 1, '2026-10-31 10:00:00', 1), (2, '2026-11-02 00:00:00', 0, 1, '2026-10-31 10:00:00', 1)",
+        "active_customers_daily (version, listed, day, active, paid_orders) \
+         VALUES (1, 1, '2026-10-31 00:00:00', 1, 1), (2, 1, '2026-10-31 00:00:00', 1, 1)",
+    ] {
+        ch_text(&format!("{}/?insert_distributed_sync=1", NODES[0]), &format!("INSERT INTO {db}.{sql}")).await;
+    }
     for env in [&env, &single] {
         let (ok, out, err) = env.run(&["rollup"]);
         assert!(ok && out.contains("new customers per hour: listed now"), "{out}{err}");
+    }
+    for table in ["new_customers_hourly", "active_customers_daily"] {
+        let old =
+            ch_text(NODES[0], &format!("SELECT groupUniqArray(version) FROM {db}.{table} WHERE version < 3")).await;
+        assert_eq!(old, "[2]", "{table}: the oldest list dropped, the next kept");
+        for node in NODES {
+            let left = ch_text(node, &format!("SELECT count() FROM {db}.{table}_local WHERE version = 1")).await;
+            assert_eq!(left, "0", "{node} {table}_local: the oldest list dropped");
+        }
     }
     let days = ch_text(NODES[0], &format!("SELECT count() FROM {db}.active_customers_daily")).await;
     assert_ne!(days.trim(), "0", "the cluster's list of active customers per day");

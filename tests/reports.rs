@@ -928,3 +928,89 @@ async fn top_links_from_the_daily_leaders_answer_exactly_as_the_plain_query_on_b
         assert!(!want.trim().is_empty(), "{name} answered nothing");
     }
 }
+
+/// A list made during a day: its cutoff is the start of an hour, so the customers of that day
+/// come from three places (the hours before the cutoff from the list of new customers, the
+/// later ones from the customers who paid since, the day's active customers from its hours) and
+/// the days before it from the list of days. Each part is checked by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_with_a_cutoff_inside_a_day_answer_as_without_a_list() {
+    use sinks::reports::new_customers;
+    let env = TestEnv::new("cutoff");
+    env.prepare();
+    let ch = env.clickhouse();
+    // The 9th: b's first order. The 10th: a at 03:00 (new), b at 04:00 (returning), then after
+    // the 09:00 cutoff a again at 09:10 and c at 09:30 (new). And one order that was never paid.
+    let orders = [
+        ("1", "2026-11-09 05:00:00", "b", "paid"),
+        ("2", "2026-11-10 03:00:00", "a", "paid"),
+        ("3", "2026-11-10 04:00:00", "b", "paid"),
+        ("4", "2026-11-10 09:10:00", "a", "paid"),
+        ("5", "2026-11-10 09:30:00", "c", "paid"),
+        ("6", "2026-11-10 02:00:00", "d", "created"),
+    ];
+    let values: Vec<String> = orders
+        .iter()
+        .map(|(id, at, customer, status)| {
+            format!("('e{id}', toDateTime('{at}', 'UTC'), 'o{id}', '{customer}', '{status}', 'EUR', 100, 0, {id})")
+        })
+        .collect();
+    ch.query(&format!(
+        "INSERT INTO orders (event_id, ts, order_id, customer_id, status, currency, total, kafka_partition, kafka_offset) \
+         VALUES {}",
+        values.join(", ")
+    ))
+    .execute()
+    .await
+    .unwrap();
+    let args: Vec<String> =
+        ["customers", "--from", "2026-11-09", "--to", "2026-11-10"].iter().map(|a| a.to_string()).collect();
+    let plan = plan_for(&args, 0);
+    let answer = async |sql: &str| {
+        let tsv = ch.query(sql).fetch_bytes("TabSeparated").unwrap().collect().await.unwrap();
+        sinks::reports::to_csv(&plan.table_from_tsv(&String::from_utf8_lossy(&tsv)).unwrap())
+    };
+    let plain = answer(&plan.sql).await;
+    let rows: Vec<&str> = plain.lines().skip(1).collect();
+    // time, new, returning, paid orders
+    assert_eq!(rows.len(), 2, "{plain}");
+    assert!(rows[0].ends_with(",1,0,1"), "the 9th: b new: {plain}");
+    assert!(rows[1].ends_with(",2,1,4"), "the 10th: a and c new, b returning, four paid orders: {plain}");
+
+    // The list as `runnel rollup` makes it at 09:40 on the 10th.
+    let cutoff = new_customers::cutoff_at("2026-11-10T09:40:00Z".parse().unwrap());
+    assert_eq!(cutoff, 1_794_301_200, "2026-11-10T09:00:00Z");
+    let number = async |sql: String| {
+        let tsv = ch.query(&sql).fetch_bytes("TabSeparated").unwrap().collect().await.unwrap();
+        String::from_utf8_lossy(&tsv).trim().parse::<u64>().unwrap()
+    };
+    let before = number(new_customers::paid_before_sql(cutoff)).await;
+    assert_eq!(before, 3, "paid before 09:00 on the 10th: one on the 9th, two on the 10th");
+    for sql in [new_customers::list_sql(7, cutoff, before), new_customers::days_sql(7, cutoff)] {
+        ch.query(&sql).execute().await.unwrap();
+    }
+    let new_before_cutoff =
+        number("SELECT sum(new_customers) FROM new_customers_hourly WHERE version = 7".into()).await;
+    assert_eq!(new_before_cutoff, 2, "b on the 9th and a on the 10th are listed, c (09:30) is not");
+    let days = number("SELECT count() FROM active_customers_daily WHERE version = 7".into()).await;
+    assert_eq!(days, 1, "the list of days holds the 9th only, not the 10th's first hours");
+    let list = new_customers::List {
+        version: 7,
+        cutoff,
+        paid_before: before,
+        listed: new_before_cutoff,
+        rows: new_before_cutoff,
+        paid_now: before,
+        days_listed: days,
+        days_rows: days,
+    };
+    let listed = plan.customers_listed_sql(plan.fill.unwrap(), &list);
+    assert!(listed.contains("active_customers_daily"), "{listed}");
+    assert_eq!(answer(&listed).await, plain, "from the list with a cutoff at 09:00");
+
+    // The CLI finds the list (the newest, and it holds) and answers the same.
+    let (ok, out, err) =
+        env.run(&["report", "customers", "--from", "2026-11-09", "--to", "2026-11-10", "--format", "csv"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, plain);
+}

@@ -563,7 +563,7 @@ impl Plan {
             cutoff = list.cutoff,
             firsts = range.hours_sql("first_paid"),
         );
-        // Buckets of UTC days: the days before the cutoff come counted from the list of days.
+        // Buckets of UTC days: the days before the cutoff's day come counted from the list of days.
         let active = if interval == Interval::Day && range.days_are_utc_days() && list.days_hold() {
             format!(
                 "SELECT bucket, sum(active) AS active, sum(paid_orders) AS paid_orders FROM (\
@@ -575,8 +575,8 @@ impl Plan {
                     range,
                     interval,
                     &format!(
-                        "hour >= toDateTime({cutoff}) AND {hours}",
-                        cutoff = list.cutoff,
+                        "hour >= toDateTime({days_end}) AND {hours}",
+                        days_end = list.days_end(),
                         hours = range.hours_sql("hour")
                     ),
                 ),
