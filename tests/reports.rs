@@ -682,28 +682,7 @@ async fn every_report_answers_from_the_aggregates_as_computed_by_hand_on_both_en
     // Customers from the rollup's list: the same list made on the current engine, then the
     // report's query over it.
     use sinks::reports::new_customers;
-    let tsv_numbers = |sql: String| {
-        let ch = ch.clone();
-        async move {
-            let text = String::from_utf8(
-                ch.query(&sql).fetch_bytes("TabSeparated").unwrap().collect().await.unwrap().to_vec(),
-            )
-            .unwrap();
-            text.trim().split('\t').map(|f| f.parse::<u64>().unwrap()).collect::<Vec<u64>>()
-        }
-    };
-    let n = tsv_numbers(new_customers::newest_sql()).await;
-    let c = tsv_numbers(new_customers::checks_sql(n[0], n[1] as i64)).await;
-    let list = new_customers::List {
-        version: n[0],
-        cutoff: n[1] as i64,
-        paid_before: n[2],
-        listed: n[3],
-        rows: n[4],
-        paid_now: c[0],
-        days_listed: c[1],
-        days_rows: c[2],
-    };
+    let list = newest_customers_list(&ch).await;
     assert!(list.days_hold(), "the rollup's list and its days hold: {list:?}");
     sql.insert(
         "0-new-customers-list".into(),
@@ -773,6 +752,32 @@ fn plan_for(args: &[String], link_id: u64) -> sinks::reports::Plan {
 /// The clicks of `day` (days after 2026-11-01, UTC) for links `700000 + rank`, rank drawn
 /// log-uniformly from [0, 3000): a few links take most clicks and over a thousand get a few,
 /// so the day's list of leaders is cut with a floor above zero. Every fifth click is a bot's.
+/// The newest list of new customers and its checks, read with the statements the report runs.
+async fn newest_customers_list(ch: &clickhouse::Client) -> sinks::reports::new_customers::List {
+    use sinks::reports::new_customers;
+    let numbers = async |sql: String| {
+        let tsv = ch.query(&sql).fetch_bytes("TabSeparated").unwrap().collect().await.unwrap();
+        String::from_utf8(tsv.to_vec())
+            .unwrap()
+            .trim()
+            .split('\t')
+            .map(|f| f.parse::<u64>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let n = numbers(new_customers::newest_sql()).await;
+    let c = numbers(new_customers::checks_sql(n[0], n[1] as i64)).await;
+    new_customers::List {
+        version: n[0],
+        cutoff: n[1] as i64,
+        paid_before: n[2],
+        listed: n[3],
+        rows: n[4],
+        paid_now: c[0],
+        days_listed: c[1],
+        days_rows: c[2],
+    }
+}
+
 fn zipf_clicks_sql(day: u64, clicks: u64) -> String {
     let rank = format!("toUInt64(floor(pow(3000, (intHash64(number * 8 + {day}) % 1000000) / 1000000))) - 1");
     format!(
@@ -994,16 +999,7 @@ async fn customers_with_a_cutoff_inside_a_day_answer_as_without_a_list() {
     assert_eq!(new_before_cutoff, 2, "b on the 9th and a on the 10th are listed, c (09:30) is not");
     let days = number("SELECT count() FROM active_customers_daily WHERE version = 7".into()).await;
     assert_eq!(days, 1, "the list of days holds the 9th only, not the 10th's first hours");
-    let list = new_customers::List {
-        version: 7,
-        cutoff,
-        paid_before: before,
-        listed: new_before_cutoff,
-        rows: new_before_cutoff,
-        paid_now: before,
-        days_listed: days,
-        days_rows: days,
-    };
+    let list = newest_customers_list(&ch).await;
     let listed = plan.customers_listed_sql(plan.fill.unwrap(), &list);
     assert!(listed.contains("active_customers_daily"), "{listed}");
     assert_eq!(answer(&listed).await, plain, "from the list with a cutoff at 09:00");
