@@ -243,6 +243,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 done.current,
                 done.changing.len(),
             );
+            if let Some((span, links)) = done.first_hours {
+                println!("leading links of today's closed hours ({span}): {links} links listed now");
+            }
             use sinks::reports::new_customers::Refreshed;
             let customers = match customers {
                 Refreshed::Current => "already current",

@@ -255,4 +255,58 @@ async fn the_cluster_schema_stores_once_and_reports_as_one_server_does() {
     for args in [&["report", "customers"][..], &["report", "top-links"]] {
         same_on_both(args, " after the rollup");
     }
+
+    // A day's first hours listed on the cluster (the rollup at 12:30 on 2026-11-20, a day with
+    // clicks before and after noon) answer as one server's list does, and the oldest list of
+    // first hours is dropped from every shard.
+    let clicks = "clicks (event_id, ts, link_id, code, visitor_id, is_bot, channel) \
+        SELECT 50000 + number, toDateTime(1795132800 + (number % 8) * 7200 + number % 3600), 600 + r, \
+        concat('h', toString(r)), number, toUInt8(number % 5 = 0), 'direct' \
+        FROM (SELECT number, toUInt64(floor(pow(1500, (intHash64(number) % 1000000) / 1000000))) - 1 AS r FROM numbers(6000))";
+    ch_text(&format!("{}/?insert_distributed_sync=1", NODES[0]), &format!("INSERT INTO {db}.{clicks}")).await;
+    ch_text(&one_server, &format!("INSERT INTO {}.{clicks}", single.database())).await;
+    let planted = "link_leaders_hours (version, day, hours, link_id, code, clicks, human_clicks, listed, floor_humans, day_clicks, day_humans) \
+        VALUES (1, '2026-10-01', 5, 1, 'a', 1, 1, 1, 0, 1, 1), (2, '2026-10-01', 6, 1, 'a', 1, 1, 1, 0, 1, 1)";
+    ch_text(&format!("{}/?insert_distributed_sync=1", NODES[0]), &format!("INSERT INTO {db}.{planted}")).await;
+    let noon = "2026-11-20T12:30:00Z".parse().unwrap();
+    let mut lists = Vec::new();
+    for (url, database, cluster) in
+        [(NODES[0].to_string(), db.clone(), Some("runnel".to_string())), (one_server.clone(), single.database(), None)]
+    {
+        let config = sinks::clickhouse::ClickhouseConfig {
+            url,
+            database,
+            user: "default".into(),
+            password: String::new(),
+            cluster,
+            pool: Default::default(),
+        };
+        let done = sinks::reports::leaders::refresh(&config, noon, 90, |_, _| {}).await.unwrap();
+        let (span, links) = done.first_hours.unwrap_or_else(|| panic!("no first hours listed: {done:?}"));
+        assert_eq!(span.to_string(), "2026-11-20 00:00-12:00");
+        lists.push(links);
+    }
+    assert!(lists[0] > 100 && lists[0] == lists[1], "links listed on the cluster and one server: {lists:?}");
+    let versions =
+        ch_text(NODES[0], &format!("SELECT groupUniqArray(version) FROM {db}.link_leaders_hours WHERE version < 3"))
+            .await;
+    assert_eq!(versions, "[2]", "link_leaders_hours: the oldest list dropped, the next kept");
+    for node in NODES {
+        let left = ch_text(node, &format!("SELECT count() FROM {db}.link_leaders_hours_local WHERE version = 1")).await;
+        assert_eq!(left, "0", "{node} link_leaders_hours_local: the oldest list dropped");
+    }
+    let listed = |database: &str| {
+        format!("SELECT count(), sum(human_clicks) FROM {database}.link_leaders_hours WHERE hours = 12")
+    };
+    assert_eq!(ch_text(NODES[0], &listed(&db)).await, ch_text(&one_server, &listed(&single.database())).await);
+    for args in [&["report", "top-links"][..], &["report", "top-links", "--limit", "50"]] {
+        let mut args = args.to_vec();
+        args.extend(["--from", "2026-11-19", "--to", "2026-11-20", "--format", "json"]);
+        let (ok, on_cluster, err) = env.run(&args);
+        assert!(ok, "{args:?} on the cluster: {err}");
+        let (ok, on_one, err) = single.run(&args);
+        assert!(ok, "{args:?} on one server: {err}");
+        assert!(on_cluster.contains("\"h0\""), "{on_cluster}");
+        assert_eq!(on_cluster, on_one, "{args:?}: the cluster and one server differ");
+    }
 }

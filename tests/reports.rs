@@ -882,17 +882,17 @@ async fn top_links_from_the_daily_leaders_answer_exactly_as_the_plain_query_on_b
         let f: Vec<&str> = line.split('\t').collect();
         let day: jiff::civil::Date = f[0].parse().unwrap();
         let n = |i: usize| f[i].parse::<u64>().unwrap();
-        let list = leaders::list_sql(day, n(1), n(2), n(3), (n(4), n(5)));
+        let list = leaders::list_sql(leaders::Span::day(day), n(1), n(2), n(3), (n(4), n(5)));
         sql.insert(format!("a-list-{day}"), json!(list));
-        usable.lists.push((day, n(1), n(3)));
+        usable.lists.push(leaders::Listed { span: leaders::Span::day(day), version: n(1), floor: n(3) });
     }
     assert_eq!(usable.lists.len(), 4, "{newest}");
     let plan = plan_for(&listed_days.iter().map(|a| a.to_string()).collect::<Vec<_>>(), 0);
     let statements = [
         ("b-totals", leaders::day_totals_sql(first, end)),
-        ("c-lists", leaders::lists_sql(first, end)),
+        ("c-lists", leaders::lists_sql("link_leaders_daily", first, end)),
         ("d-bounds", leaders::bounds_sql(&plan, &usable, 200)),
-        ("e-size", leaders::list_size_sql(jiff::civil::date(2026, 11, 2))),
+        ("e-size", leaders::list_size_sql(leaders::Span::day(jiff::civil::date(2026, 11, 2)))),
     ];
     for (name, statement) in statements {
         sql.insert(name.into(), json!(statement));
@@ -916,7 +916,7 @@ async fn top_links_from_the_daily_leaders_answer_exactly_as_the_plain_query_on_b
         lines.sort_unstable();
         lines.join("\n")
     };
-    let newest_versions: Vec<String> = usable.lists.iter().map(|(_, version, _)| version.to_string()).collect();
+    let newest_versions: Vec<String> = usable.lists.iter().map(|list| list.version.to_string()).collect();
     for (name, want) in &expected {
         let got = chdb["results"][*name].as_str().unwrap();
         // chdb holds only the newest list of each day (the versions 18.16 gave them); 18.16 also
@@ -924,7 +924,7 @@ async fn top_links_from_the_daily_leaders_answer_exactly_as_the_plain_query_on_b
         let want: String = match *name {
             "c-lists" => want
                 .lines()
-                .filter(|l| newest_versions.iter().any(|v| l.split('\t').nth(1) == Some(v.as_str())))
+                .filter(|l| newest_versions.iter().any(|v| l.split('\t').nth(2) == Some(v.as_str())))
                 .map(|l| format!("{l}\n"))
                 .collect(),
             _ => want.clone(),
@@ -932,6 +932,178 @@ async fn top_links_from_the_daily_leaders_answer_exactly_as_the_plain_query_on_b
         assert_eq!(sorted(got), sorted(&want), "{name} differs on chdb {}", chdb["version"]);
         assert!(!want.trim().is_empty(), "{name} answered nothing");
     }
+}
+
+/// The current day's closed hours have a list of their own: a top-links report whose range takes
+/// in that day reads the list and the day's later hours, not a row per link of the whole day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_links_read_a_day_from_the_list_of_its_first_hours_on_both_engines() {
+    use sinks::reports::leaders::{self, Span};
+    let env = TestEnv::new("first-hours");
+    env.prepare();
+    let ch = env.clickhouse();
+    for day in 0..4 {
+        ch.query(&zipf_clicks_sql(day, 30_000)).execute().await.unwrap();
+    }
+    let config = sinks::clickhouse::ClickhouseConfig {
+        url: common::clickhouse_url(),
+        database: env.database(),
+        user: "default".into(),
+        password: String::new(),
+        cluster: None,
+        pool: Default::default(),
+    };
+    let at = |time: &str| time.parse::<jiff::Timestamp>().unwrap();
+    let fourth = jiff::civil::date(2026, 11, 4);
+    let (midnight, nine) = (1_793_750_400, 1_793_750_400 + 9 * 3600);
+
+    // The rollup at 09:30 on the 4th: the three days before whole, the 4th's first nine hours.
+    let done = leaders::refresh(&config, at("2026-11-04T09:30:00Z"), 90, |_, _| {}).await.unwrap();
+    assert_eq!(done.listed.len(), 3, "{done:?}");
+    assert_eq!(done.first_hours, Some((Span::first_hours(fourth, 9), 1000)), "{done:?}");
+    // The list, against the same leaders counted from the raw clicks of 00:00-09:00.
+    let tsv = async |sql: &str| {
+        String::from_utf8(ch.query(sql).fetch_bytes("TabSeparated").unwrap().collect().await.unwrap().to_vec()).unwrap()
+    };
+    let listed =
+        tsv("SELECT link_id, clicks, human_clicks FROM link_leaders_hours ORDER BY human_clicks DESC, link_id").await;
+    let by_hand = tsv(&format!(
+        "SELECT link_id, count() AS c, countIf(is_bot = 0) AS h FROM clicks \
+         WHERE ts >= toDateTime({midnight}) AND ts < toDateTime({nine}) GROUP BY link_id ORDER BY h DESC, link_id LIMIT 1000"
+    ))
+    .await;
+    assert_eq!(listed, by_hand);
+    let meta =
+        tsv("SELECT any(day), any(hours), any(listed), any(floor_humans), any(day_clicks) FROM link_leaders_hours")
+            .await;
+    let fields: Vec<&str> = meta.trim().split('\t').collect();
+    let nine_hours = env.ch_u64(&format!("SELECT count() FROM clicks WHERE ts >= {midnight} AND ts < {nine}")).await;
+    assert_eq!(fields[..3], ["2026-11-04", "9", "1000"], "{meta}");
+    assert!(fields[3].parse::<u64>().unwrap() > 0, "more than 1,000 links clicked: the list is cut above zero");
+    assert_eq!(fields[4].parse::<u64>().unwrap(), nine_hours);
+
+    let plain = async |args: &[&str]| {
+        let plan = plan_for(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>(), 0);
+        let tsv = ch.query(&plan.sql).fetch_bytes("TabSeparated").unwrap().collect().await.unwrap();
+        sinks::reports::to_csv(&plan.table_from_tsv(&String::from_utf8_lossy(&tsv)).unwrap())
+    };
+    let cli = |args: &[&str]| {
+        let mut all = vec!["report"];
+        all.extend(args);
+        all.extend(["--format", "csv"]);
+        let (ok, out, err) = env.run(&all);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    // With the tables of whole days out of reach, only the lists and the hours after 09:00 can
+    // answer (without the 4th's list, the report would read the 4th from link_clicks_daily).
+    let hide = "RENAME TABLE link_clicks_daily TO lcd_hidden, link_clicks_monthly TO lcm_hidden";
+    let show = "RENAME TABLE lcd_hidden TO link_clicks_daily, lcm_hidden TO link_clicks_monthly";
+    let ranges: [&[&str]; 4] = [
+        &["top-links", "--from", "2026-11-01", "--to", "2026-11-04"],
+        &["top-links", "--from", "2026-11-04", "--to", "2026-11-04", "--limit", "100"],
+        &["top-links", "--from", "2026-11-02", "--to", "2026-11-04", "--limit", "50"],
+        &["top-links", "--from", "2026-11-03", "--to", "2026-11-04", "--tz", "Asia/Tokyo"],
+    ];
+    let mut answers = Vec::new();
+    for args in ranges {
+        answers.push(plain(args).await);
+    }
+    ch.query(hide).execute().await.unwrap();
+    let from_lists: Vec<String> = ranges.iter().map(|args| cli(args)).collect();
+    ch.query(show).execute().await.unwrap();
+    for ((args, got), want) in ranges.iter().zip(&from_lists).zip(&answers) {
+        assert_eq!(got, want, "{args:?}");
+        assert!(want.lines().count() > 10, "{args:?}: {want}");
+    }
+
+    // Clicks stored late for 03:00 make a link on no list the top one: the hours' list is out of
+    // date, the 4th is read whole, and the answer is still exact. The next rollup lists again.
+    ch.query(&format!(
+        "INSERT INTO clicks (event_id, ts, link_id, code, visitor_id, is_bot, channel) \
+         SELECT 90000000 + number, toDateTime({} + number % 3600), 123456, 'late', number, 0, 'direct' FROM numbers(20000)",
+        midnight + 3 * 3600
+    ))
+    .execute()
+    .await
+    .unwrap();
+    let fourth_only: &[&str] = ranges[1];
+    let answer = cli(fourth_only);
+    assert_eq!(answer, plain(fourth_only).await);
+    assert!(answer.lines().nth(1).unwrap().starts_with("123456,late,20000,20000"), "{answer}");
+    let done = leaders::refresh(&config, at("2026-11-04T09:40:00Z"), 90, |_, _| {}).await.unwrap();
+    assert_eq!((done.listed.len(), done.current), (0, 3), "{done:?}");
+    assert_eq!(done.first_hours.map(|(span, _)| span), Some(Span::first_hours(fourth, 9)));
+    ch.query(hide).execute().await.unwrap();
+    let relisted = cli(fourth_only);
+    ch.query(show).execute().await.unwrap();
+    assert_eq!(relisted, answer);
+    // Listed and current: nothing to do.
+    let done = leaders::refresh(&config, at("2026-11-04T09:50:00Z"), 90, |_, _| {}).await.unwrap();
+    assert_eq!((done.first_hours, done.current), (None, 3), "{done:?}");
+
+    // An hour later and the next: a list each, and only the two newest are kept.
+    for time in ["2026-11-04T10:30:00Z", "2026-11-04T11:30:00Z"] {
+        leaders::refresh(&config, at(time), 90, |_, _| {}).await.unwrap();
+    }
+    let kept = tsv("SELECT hours, count() FROM link_leaders_hours GROUP BY hours ORDER BY hours").await;
+    assert_eq!(kept, "10\t1000\n11\t1000\n");
+
+    // The same statements on the current engine: the 11 hours' list made from the same rows, the
+    // lists, and the bounds the report reads from it.
+    let dir = common::chdb_dir(&env, "chdb-first-hours");
+    let rows = ch.query("SELECT * FROM clicks").fetch_bytes("TabSeparated").unwrap().collect().await.unwrap();
+    std::fs::write(dir.join("data").join("clicks.tsv"), rows).unwrap();
+    let newest = tsv("SELECT version, listed, floor_humans, day_clicks, day_humans FROM link_leaders_hours \
+         WHERE hours = 11 GROUP BY version, listed, floor_humans, day_clicks, day_humans")
+    .await;
+    let f: Vec<u64> = newest.split_whitespace().map(|n| n.parse().unwrap()).collect();
+    let eleven = Span::first_hours(fourth, 11);
+    let usable = leaders::Usable {
+        lists: vec![leaders::Listed { span: eleven, version: f[0], floor: f[2] }],
+        unlisted: vec![],
+        complete: false,
+    };
+    let plan = plan_for(&fourth_only.iter().map(|a| a.to_string()).collect::<Vec<_>>(), 0);
+    let bounds = leaders::bounds_sql(&plan, &usable, 200);
+    assert!(bounds.contains("link_leaders_hours") && !bounds.contains("link_clicks_daily"), "{bounds}");
+    let mut sql = serde_json::Map::new();
+    sql.insert("a-list".into(), json!(leaders::list_sql(eleven, f[0], f[1], f[2], (f[3], f[4]))));
+    let mut expected = BTreeMap::new();
+    for (name, statement) in [
+        ("b-lists", leaders::lists_sql("link_leaders_hours", fourth, fourth.tomorrow().unwrap())),
+        ("c-bounds", bounds),
+        ("d-size", leaders::list_size_sql(eleven)),
+        ("e-totals", leaders::span_totals_sql(eleven)),
+    ] {
+        sql.insert(name.into(), json!(statement));
+        let mut want = tsv(&statement).await;
+        if name == "b-lists" {
+            // chdb holds only the newest list.
+            want = want.lines().filter(|l| l.starts_with("2026-11-04\t11\t")).map(|l| format!("{l}\n")).collect();
+        }
+        expected.insert(name, want);
+    }
+    let chdb = common::run_chdb(&dir, &Value::Object(sql));
+    for (name, want) in &expected {
+        let got = chdb["results"][*name].as_str().unwrap();
+        let sorted = |text: &str| {
+            let mut lines: Vec<&str> = text.lines().collect();
+            lines.sort_unstable();
+            lines.join("\n")
+        };
+        assert_eq!(sorted(got), sorted(want), "{name} differs on chdb {}", chdb["version"]);
+        assert!(!want.trim().is_empty(), "{name} answered nothing");
+    }
+
+    // After midnight the 4th is listed whole, and no hours of the 5th are closed yet.
+    let done = leaders::refresh(&config, at("2026-11-05T00:30:00Z"), 90, |_, _| {}).await.unwrap();
+    assert_eq!((done.listed, done.first_hours), (vec![fourth], None));
+    let answer = plain(ranges[0]).await;
+    ch.query(hide).execute().await.unwrap();
+    let whole = cli(ranges[0]);
+    ch.query(show).execute().await.unwrap();
+    assert_eq!(whole, answer);
 }
 
 /// A list made during a day: its cutoff is the start of an hour, so the customers of that day

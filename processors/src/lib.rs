@@ -143,14 +143,19 @@ async fn rollup(
                         .unwrap_or(0.0),
                 );
                 let customers_listed = customers != sinks::reports::new_customers::Refreshed::Current;
-                if !done.listed.is_empty() || !done.changing.is_empty() || customers_listed {
+                if !done.listed.is_empty()
+                    || !done.changing.is_empty()
+                    || done.first_hours.is_some()
+                    || customers_listed
+                {
                     tracing::info!(
                         listed = done.listed.len(),
+                        first_hours = ?done.first_hours.map(|(span, _)| span.hours),
                         current = done.current,
                         changing = done.changing.len(),
                         new_customers = ?customers,
                         seconds = started.elapsed().as_secs_f64(),
-                        "rollup listed closed days' leading links and new customers"
+                        "rollup listed leading links (closed days, today's closed hours) and new customers"
                     );
                 }
             }

@@ -1,19 +1,20 @@
 //! Daily leaders: each closed UTC day's leading links by human clicks (`link_leaders_daily`,
-//! migration 0010). With them the top-links report over a long range reads about a thousand
-//! rows per listed day instead of one row per link and day, and still answers exactly.
+//! migration 0010), and the current day's closed hours' (`link_leaders_hours`, 0018). With them
+//! the top-links report over a long range reads about a thousand rows per listed day instead of
+//! one row per link and day, and still answers exactly.
 //!
-//! Why the answer stays exact: on a listed day no link left out of the list had more human
-//! clicks than the list's floor. Over a range, a link's human clicks are at least its listed
-//! counts plus its exact counts on the parts of the range read whole (hours at the ends, days not
-//! listed): its lower bound. They are at most that plus the floors of the listed days it is
-//! missing from: its upper bound. A link whose upper bound is below the N-th highest lower bound
-//! cannot be among the top N; the few others are summed exactly from `clicks_hourly_by_link` and
-//! ranked as the plain query ranks them. When the bounds prove nothing (no listed day, or
-//! clicks spread so evenly that the floors add up past the leaders), the report runs its plain
-//! query over every link.
+//! Why the answer stays exact: on a listed span (a day, or a day's first hours) no link left out
+//! of the list had more human clicks than the list's floor. Over a range, a link's human clicks
+//! are at least its listed counts plus its exact counts on the parts of the range read whole
+//! (hours at the ends, the hours of a day after its listed first hours, days not listed): its
+//! lower bound. They are at most that plus the floors of the lists it is missing from: its upper
+//! bound. A link whose upper bound is below the N-th highest lower bound cannot be among the top
+//! N; the few others are summed exactly from `clicks_hourly_by_link` and ranked as the plain
+//! query ranks them. When the bounds prove nothing (no listed day, or clicks spread so evenly
+//! that the floors add up past the leaders), the report runs its plain query over every link.
 //!
-//! A list is used only while its day's totals (from `dimension_clicks_hourly`) are still those
-//! it was made from, so a click stored late for a listed day sends the report back to reading
+//! A list is used only while its span's totals (from `dimension_clicks_hourly`) are still those
+//! it was made from, so a click stored late for a listed span sends the report back to reading
 //! that day whole until [`refresh`] lists it again.
 
 use jiff::Timestamp;
@@ -32,31 +33,101 @@ pub const MAX_UNLISTED_DAYS: usize = 7;
 /// Days [`refresh`] looks back by default.
 pub const DEFAULT_DAYS: u32 = 90;
 
-/// A UTC day's totals now and its newest list.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DayState {
+/// What a list covers: a UTC day's first `hours` hours, the whole day at 24.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span {
     /// The UTC day.
     pub day: Date,
-    /// Its clicks now.
-    pub clicks: u64,
-    /// Its human clicks now.
-    pub humans: u64,
-    /// The newest list's version (0: never listed).
+    /// Its first hours (1 to 24).
+    pub hours: u8,
+}
+
+impl Span {
+    /// The whole of `day`.
+    pub fn day(day: Date) -> Self {
+        Self { day, hours: 24 }
+    }
+
+    /// The first `hours` hours of `day`.
+    pub fn first_hours(day: Date, hours: u8) -> Self {
+        Self { day, hours: hours.min(24) }
+    }
+
+    /// Whether it is the whole day.
+    pub fn is_whole_day(&self) -> bool {
+        self.hours >= 24
+    }
+
+    /// Its first second.
+    pub fn start(&self) -> i64 {
+        midnight(self.day)
+    }
+
+    /// The second after it.
+    pub fn end(&self) -> i64 {
+        midnight(self.day) + 3600 * i64::from(self.hours)
+    }
+
+    /// The rest of its day: `[end, next midnight)`, empty for a whole day.
+    pub fn rest(&self) -> (i64, i64) {
+        (self.end(), midnight(self.day) + 86_400)
+    }
+
+    /// The table its lists go to.
+    pub fn table(&self) -> &'static str {
+        if self.is_whole_day() { "link_leaders_daily" } else { "link_leaders_hours" }
+    }
+
+    /// `FROM … WHERE …` of the per-link rows its lists are made from: the day's rows of
+    /// `link_clicks_daily`, or the hours' rows of `link_clicks_hourly`.
+    fn source_sql(&self) -> String {
+        if self.is_whole_day() {
+            format!("FROM link_clicks_daily WHERE day = toDate('{}')", self.day)
+        } else {
+            format!(
+                "FROM link_clicks_hourly WHERE hour >= toDateTime({}) AND hour < toDateTime({})",
+                self.start(),
+                self.end()
+            )
+        }
+    }
+}
+
+impl std::fmt::Display for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_whole_day() {
+            write!(f, "{}", self.day)
+        } else {
+            write!(f, "{} 00:00-{:02}:00", self.day, self.hours)
+        }
+    }
+}
+
+/// The newest list of a span, and the span's totals now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListState {
+    /// What it covers.
+    pub span: Span,
+    /// Its version.
     pub version: u64,
-    /// Rows the newest list was made with.
+    /// Rows it was made with.
     pub listed: u64,
     /// Rows of it stored.
     pub rows: u64,
-    /// The day's clicks when it was listed.
+    /// The span's clicks when it was listed.
     pub listed_clicks: u64,
-    /// The day's human clicks when it was listed.
+    /// The span's human clicks when it was listed.
     pub listed_humans: u64,
     /// No link left out of the list had more human clicks than this.
     pub floor: u64,
+    /// The span's clicks now.
+    pub clicks: u64,
+    /// The span's human clicks now.
+    pub humans: u64,
 }
 
-impl DayState {
-    /// Whether the newest list is whole and the day's totals are still the ones it was made from.
+impl ListState {
+    /// Whether the list is whole and its span's totals are still the ones it was made from.
     pub fn is_current(&self) -> bool {
         self.version != 0
             && self.rows == self.listed
@@ -65,107 +136,154 @@ impl DayState {
     }
 }
 
+/// A UTC day's totals now and its newest lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DayState {
+    /// The UTC day.
+    pub day: Date,
+    /// Its clicks now.
+    pub clicks: u64,
+    /// Its human clicks now.
+    pub humans: u64,
+    /// Its newest list of the whole day.
+    pub whole: Option<ListState>,
+    /// Its newest list of its first hours (the current day's closed hours).
+    pub first_hours: Option<ListState>,
+}
+
+impl DayState {
+    /// Whether its newest list of the whole day is current.
+    pub fn is_current(&self) -> bool {
+        self.whole.as_ref().is_some_and(ListState::is_current)
+    }
+
+    /// The list a report reads for the day: the whole day's if current, else its first hours'
+    /// if current (the rest of the day is then read hour by hour).
+    pub fn usable(&self) -> Option<&ListState> {
+        [&self.whole, &self.first_hours].into_iter().flatten().find(|list| list.is_current())
+    }
+}
+
 fn midnight(day: Date) -> i64 {
     day.to_zoned(TimeZone::UTC).map(|z| z.timestamp().as_second()).unwrap_or(0)
 }
 
-/// Clicks and human clicks of every UTC day in `[first, end)` that has clicks.
+/// Clicks and human clicks of every UTC hour in `[first, end)` that has clicks (hours as Unix
+/// seconds): the days' totals, and the first hours' of a list of a day's first hours.
 pub fn day_totals_sql(first: Date, end: Date) -> String {
     format!(
-        "SELECT toDate(hour, 'UTC') AS day, sum(clicks), sum(human_clicks) FROM dimension_clicks_hourly \
-         WHERE dimension = 'channel' AND hour >= toDateTime({}) AND hour < toDateTime({}) GROUP BY day",
+        "SELECT toUInt32(hour) AS h, sum(clicks), sum(human_clicks) FROM dimension_clicks_hourly \
+         WHERE dimension = 'channel' AND hour >= toDateTime({}) AND hour < toDateTime({}) GROUP BY h",
         midnight(first),
         midnight(end),
     )
 }
 
-/// Every list of the days in `[first, end)`: day, version, rows meant, rows stored, the day's
-/// clicks and human clicks then, floor.
-pub fn lists_sql(first: Date, end: Date) -> String {
+/// Every list of the days in `[first, end)` in `table` (`link_leaders_daily` for whole days,
+/// `link_leaders_hours` for first hours): day, hours, version, rows meant, rows stored, the
+/// span's clicks and human clicks then, floor. (Two queries run side by side take less time on
+/// 18.16 than one `UNION ALL` of both.)
+pub fn lists_sql(table: &str, first: Date, end: Date) -> String {
+    let hours = if table == "link_leaders_hours" { "hours" } else { "toUInt8(24)" };
     format!(
-        "SELECT day, version, any(listed), count(), any(day_clicks), any(day_humans), any(floor_humans) \
-         FROM link_leaders_daily WHERE day >= toDate('{first}') AND day < toDate('{end}') GROUP BY day, version"
+        "SELECT day, {hours} AS hours, version, any(listed), count(), any(day_clicks), any(day_humans), any(floor_humans) \
+         FROM {table} WHERE day >= toDate('{first}') AND day < toDate('{end}') GROUP BY day, hours, version"
     )
 }
 
 /// The state of every day in `[first, end)` that has clicks, in order.
 pub async fn day_states(clickhouse: &ClickhouseConfig, first: Date, end: Date) -> Result<Vec<DayState>, ReportError> {
-    let (totals_sql, lists_sql) = (day_totals_sql(first, end), lists_sql(first, end));
-    let (totals, lists) = tokio::try_join!(tsv(clickhouse, &totals_sql), tsv(clickhouse, &lists_sql))?;
+    let sql = [
+        day_totals_sql(first, end),
+        lists_sql(Span::day(first).table(), first, end),
+        lists_sql(Span::first_hours(first, 1).table(), first, end),
+    ];
+    let (totals, days, hours) =
+        tokio::try_join!(tsv(clickhouse, &sql[0]), tsv(clickhouse, &sql[1]), tsv(clickhouse, &sql[2]))?;
+    let lists = days + &hours;
     const SOURCE: &str = "link_leaders_daily";
-    let mut states = std::collections::BTreeMap::new();
+    let mut hours = std::collections::BTreeMap::new();
     for row in tsv_rows(SOURCE, &totals) {
-        let [day, clicks, humans] = row?;
-        let ([day], [clicks, humans]) = (tsv_parse::<Date, 1>(SOURCE, [day])?, tsv_parse(SOURCE, [clicks, humans])?);
-        states.insert(
-            day,
-            DayState {
-                day,
-                clicks,
-                humans,
-                version: 0,
-                listed: 0,
-                rows: 0,
-                listed_clicks: 0,
-                listed_humans: 0,
-                floor: 0,
-            },
-        );
+        let [hour, clicks, humans] = row?;
+        let ([hour], [clicks, humans]) =
+            (tsv_parse::<i64, 1>(SOURCE, [hour])?, tsv_parse::<u64, 2>(SOURCE, [clicks, humans])?);
+        hours.insert(hour, (clicks, humans));
     }
-    // Versions are microseconds: one shared by two days (two refreshes in the same instant)
-    // would let the report read one day's list as the other's, so neither is used.
-    let mut days_of_version: std::collections::HashMap<u64, Vec<Date>> = std::collections::HashMap::new();
-    let mut newest: std::collections::BTreeMap<Date, [u64; 6]> = std::collections::BTreeMap::new();
+    let sum = |(start, end): (i64, i64)| {
+        hours.range(start..end).fold((0, 0), |(c, h), (_, (clicks, humans))| (c + clicks, h + humans))
+    };
+    let mut states = std::collections::BTreeMap::new();
+    for hour in hours.keys() {
+        let Ok(day) = Timestamp::from_second(*hour).map(|t| t.to_zoned(TimeZone::UTC).date()) else { continue };
+        states.entry(day).or_insert_with(|| {
+            let (clicks, humans) = sum((Span::day(day).start(), Span::day(day).end()));
+            DayState { day, clicks, humans, whole: None, first_hours: None }
+        });
+    }
+    // Versions are microseconds: one shared by two lists of a table (two refreshes in the same
+    // instant) would let the report read one list as the other, so neither is used.
+    let mut spans_of_version: std::collections::HashMap<(bool, u64), Vec<Span>> = std::collections::HashMap::new();
+    let mut newest: std::collections::BTreeMap<(Date, bool), ListState> = std::collections::BTreeMap::new();
     for row in tsv_rows(SOURCE, &lists) {
-        let [day, version, listed, rows, clicks, humans, floor] = row?;
+        let [day, hours, version, listed, rows, clicks, humans, floor] = row?;
         let [day] = tsv_parse::<Date, 1>(SOURCE, [day])?;
-        let [version, listed, rows, clicks, humans, floor] =
+        let [hours] = tsv_parse::<u8, 1>(SOURCE, [hours])?;
+        let [version, listed, rows, listed_clicks, listed_humans, floor] =
             tsv_parse(SOURCE, [version, listed, rows, clicks, humans, floor])?;
-        days_of_version.entry(version).or_default().push(day);
-        if newest.get(&day).is_none_or(|n| n[0] < version) {
-            newest.insert(day, [version, listed, rows, clicks, humans, floor]);
+        let span = Span::first_hours(day, hours);
+        spans_of_version.entry((span.is_whole_day(), version)).or_default().push(span);
+        let key = (day, span.is_whole_day());
+        if newest.get(&key).is_none_or(|n| n.version < version) {
+            let (clicks, humans) = sum((span.start(), span.end()));
+            let list = ListState { span, version, listed, rows, listed_clicks, listed_humans, floor, clicks, humans };
+            newest.insert(key, list);
         }
     }
-    for (day, [version, listed, rows, listed_clicks, listed_humans, floor]) in newest {
-        if days_of_version.get(&version).is_some_and(|days| days.len() > 1) {
+    for ((day, whole), list) in newest {
+        if spans_of_version.get(&(whole, list.version)).is_some_and(|spans| spans.len() > 1) {
             continue;
         }
         if let Some(state) = states.get_mut(&day) {
-            *state = DayState { version, listed, rows, listed_clicks, listed_humans, floor, ..state.clone() };
+            *(if whole { &mut state.whole } else { &mut state.first_hours }) = Some(list);
         }
     }
     Ok(states.into_values().collect())
 }
 
-/// The day's clicks and human clicks as `link_clicks_daily` holds them, the table lists are
-/// made from.
-pub fn daily_totals_sql(day: Date) -> String {
-    format!("SELECT sum(clicks), sum(human_clicks) FROM link_clicks_daily WHERE day = toDate('{day}')")
+/// The span's clicks and human clicks as the table its lists are made from holds them.
+pub fn span_totals_sql(span: Span) -> String {
+    format!("SELECT sum(clicks), sum(human_clicks) {}", span.source_sql())
 }
 
-/// How many links the day's list will hold, and the human clicks of the last one.
-pub fn list_size_sql(day: Date) -> String {
+/// How many links the span's list will hold, and the human clicks of the last one.
+pub fn list_size_sql(span: Span) -> String {
     format!(
-        "SELECT count(), min(h) FROM (SELECT link_id, sum(human_clicks) AS h FROM link_clicks_daily \
-         WHERE day = toDate('{day}') GROUP BY link_id ORDER BY h DESC, link_id LIMIT {LEADERS_PER_DAY})"
+        "SELECT count(), min(h) FROM (SELECT link_id, sum(human_clicks) AS h {} \
+         GROUP BY link_id ORDER BY h DESC, link_id LIMIT {LEADERS_PER_DAY})",
+        span.source_sql()
     )
 }
 
-/// The statement that stores a day's list.
-pub fn list_sql(day: Date, version: u64, listed: u64, floor: u64, (clicks, humans): (u64, u64)) -> String {
+/// The statement that stores a span's list.
+pub fn list_sql(span: Span, version: u64, listed: u64, floor: u64, (clicks, humans): (u64, u64)) -> String {
+    let (hours_column, hours) =
+        if span.is_whole_day() { ("", String::new()) } else { ("hours, ", format!("toUInt8({}), ", span.hours)) };
     format!(
-        "INSERT INTO link_leaders_daily \
-         (day, version, link_id, code, clicks, human_clicks, listed, floor_humans, day_clicks, day_humans) \
-         SELECT toDate('{day}'), toUInt64({version}), link_id, any(code), sum(clicks) AS c, sum(human_clicks) AS h, \
+        "INSERT INTO {table} \
+         (day, {hours_column}version, link_id, code, clicks, human_clicks, listed, floor_humans, day_clicks, day_humans) \
+         SELECT toDate('{day}'), {hours}toUInt64({version}), link_id, any(code), sum(clicks) AS c, sum(human_clicks) AS h, \
          toUInt32({listed}), toUInt64({floor}), toUInt64({clicks}), toUInt64({humans}) \
-         FROM link_clicks_daily WHERE day = toDate('{day}') GROUP BY link_id ORDER BY h DESC, link_id LIMIT {LEADERS_PER_DAY}"
+         {source} GROUP BY link_id ORDER BY h DESC, link_id LIMIT {LEADERS_PER_DAY}",
+        table = span.table(),
+        day = span.day,
+        source = span.source_sql(),
     )
 }
 
 /// What one [`refresh`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Refreshed {
-    /// Days with clicks in the window.
+    /// Days with clicks in the window (before today).
     pub days: usize,
     /// Days whose newest list was current already.
     pub current: usize,
@@ -173,10 +291,28 @@ pub struct Refreshed {
     pub listed: Vec<Date>,
     /// Days that took clicks while they were being listed (listed again next time).
     pub changing: Vec<Date>,
+    /// Today's closed hours, listed now, and the links on the list.
+    pub first_hours: Option<(Span, u64)>,
+}
+
+/// How long after an hour ends [`refresh`] waits before listing it with the day's first hours:
+/// clicks of its last seconds are still on their way (the processors' batches, consumer lag),
+/// and each would make the list out of date until the next refresh.
+pub const HOUR_SETTLING_SECS: i64 = 120;
+
+/// The span of today that [`refresh`] lists at `now`: the UTC day's hours that ended at least
+/// [`HOUR_SETTLING_SECS`] before `now`; `None` in the day's first hour.
+pub fn closed_hours_at(now: Timestamp) -> Option<Span> {
+    let settled = now.as_second() - HOUR_SETTLING_SECS;
+    let today = now.to_zoned(TimeZone::UTC).date();
+    let hours = (settled - midnight(today)).div_euclid(3600);
+    u8::try_from(hours).ok().filter(|h| (1..24).contains(h)).map(|h| Span::first_hours(today, h))
 }
 
 /// Lists every UTC day of the `days` before today (`now`'s UTC day) whose newest list is
-/// missing or out of date; `progress` hears of each day listed.
+/// missing or out of date, and today's closed hours ([`closed_hours_at`]) unless their newest
+/// list is current; keeps the two newest lists of first hours (older ones are dropped as
+/// partitions). `progress` hears of each day listed.
 pub async fn refresh(
     clickhouse: &ClickhouseConfig,
     now: Timestamp,
@@ -187,28 +323,53 @@ pub async fn refresh(
     let first = today
         .checked_sub(jiff::Span::new().days(i64::from(days)))
         .map_err(|e| ReportError::invalid("days", e.to_string()))?;
-    let states = day_states(clickhouse, first, today).await?;
-    let mut done = Refreshed { days: states.len(), ..Refreshed::default() };
+    let tomorrow = today.tomorrow().map_err(|e| ReportError::invalid("days", e.to_string()))?;
+    let states = day_states(clickhouse, first, tomorrow).await?;
+    let mut done = Refreshed { days: states.iter().filter(|s| s.day < today).count(), ..Refreshed::default() };
     for state in states {
-        if state.is_current() {
-            done.current += 1;
+        let (span, newest) = if state.day < today {
+            (Span::day(state.day), &state.whole)
+        } else if let Some(span) = closed_hours_at(now) {
+            (span, &state.first_hours)
+        } else {
+            continue;
+        };
+        if newest.as_ref().is_some_and(|list| list.span == span && list.is_current()) {
+            done.current += usize::from(span.is_whole_day());
             continue;
         }
-        let before = totals(clickhouse, &daily_totals_sql(state.day)).await?;
-        let size = totals(clickhouse, &list_size_sql(state.day)).await?;
+        let before = totals(clickhouse, &span_totals_sql(span)).await?;
+        if before.0 == 0 {
+            // Today's clicks all came after its closed hours: nothing to list.
+            continue;
+        }
+        let size = totals(clickhouse, &list_size_sql(span)).await?;
         let (listed, floor) = (size.0, if size.0 < u64::from(LEADERS_PER_DAY) { 0 } else { size.1 });
         let version = u64::try_from(Timestamp::now().as_microsecond()).unwrap_or(0);
         // On a cluster the client inserts with `insert_distributed_sync` (ClickhouseConfig): every
         // shard has its rows when the INSERT returns (the report checks the count).
-        let insert = clickhouse.client().query(&list_sql(state.day, version, listed, floor, before));
+        let insert = clickhouse.client().query(&list_sql(span, version, listed, floor, before));
         insert.execute().await.map_err(|e| clickhouse.error(e))?;
-        // Clicks stored for the day meanwhile: the list keeps the totals from before them, so
-        // no report uses it; the next refresh lists the day again.
-        if totals(clickhouse, &daily_totals_sql(state.day)).await? != before {
+        // Clicks stored for the span meanwhile: the list keeps the totals from before them, so
+        // no report uses it; the next refresh lists the span again.
+        if totals(clickhouse, &span_totals_sql(span)).await? != before {
             done.changing.push(state.day);
-        } else {
+        } else if span.is_whole_day() {
             progress(state.day, listed);
             done.listed.push(state.day);
+        } else {
+            done.first_hours = Some((span, listed));
+        }
+        if !span.is_whole_day() {
+            // A list an hour: the older ones go, or every report's search for the newest would
+            // read more.
+            let table = span.table();
+            let versions =
+                tsv(clickhouse, &format!("SELECT DISTINCT version FROM {table} ORDER BY version DESC")).await?;
+            for old in versions.lines().filter_map(|l| l.parse::<u64>().ok()).skip(2) {
+                let drop = super::new_customers::drop_version_sql(clickhouse, table, old);
+                clickhouse.client().query(&drop).execute().await.map_err(|e| clickhouse.error(e))?;
+            }
         }
     }
     Ok(done)
@@ -224,14 +385,26 @@ async fn totals(clickhouse: &ClickhouseConfig, sql: &str) -> Result<(u64, u64), 
     }
 }
 
-/// The lists a range can use: its whole UTC days with a current list.
+/// A list a report reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// What it covers.
+    pub span: Span,
+    /// Its version.
+    pub version: u64,
+    /// No link left out of it had more human clicks than this.
+    pub floor: u64,
+}
+
+/// The lists a range can use: of its whole UTC days, the current list of each, of the whole day
+/// or of its first hours.
 #[derive(Clone, Debug, Default)]
 pub struct Usable {
-    /// `(day, version, floor)` of each.
-    pub lists: Vec<(Date, u64, u64)>,
+    /// The lists.
+    pub lists: Vec<Listed>,
     /// The whole UTC days with clicks and no current list (read whole).
     pub unlisted: Vec<Date>,
-    /// Whether every list holds every link of its day (fewer than [`LEADERS_PER_DAY`]).
+    /// Whether every list holds every link of its span (fewer than [`LEADERS_PER_DAY`]).
     pub complete: bool,
 }
 
@@ -240,37 +413,44 @@ impl Usable {
     pub fn from_states(states: &[DayState]) -> Self {
         let mut usable = Self { complete: true, ..Self::default() };
         for state in states {
-            if state.is_current() {
-                usable.complete &= state.listed < u64::from(LEADERS_PER_DAY);
-                usable.lists.push((state.day, state.version, state.floor));
-            } else {
-                usable.unlisted.push(state.day);
+            match state.usable() {
+                Some(list) => {
+                    usable.complete &= list.listed < u64::from(LEADERS_PER_DAY);
+                    usable.lists.push(Listed { span: list.span, version: list.version, floor: list.floor });
+                }
+                None => usable.unlisted.push(state.day),
             }
         }
         usable
     }
 
-    /// The most human clicks a link left out of every list can have on the listed days.
+    /// The most human clicks a link left out of every list can have on the listed spans.
     pub fn floors(&self) -> u64 {
-        self.lists.iter().map(|(_, _, floor)| floor).sum()
+        self.lists.iter().map(|list| list.floor).sum()
     }
 }
 
 /// Links with their bounds, highest upper bound first: `link_id, code, human clicks, clicks,
 /// floors of the lists it is on` (the counts of the lists and of the parts read whole); at most
-/// `rows` of them.
+/// `rows` of them. The parts read whole are the hours at the ends of the range, the rest of each
+/// day listed by its first hours, and the unlisted days.
 pub fn bounds_sql(plan: &Plan, usable: &Usable, rows: usize) -> String {
-    let split = plan.range.split();
-    let versions: Vec<String> = usable.lists.iter().map(|(_, version, _)| version.to_string()).collect();
-    let (first, last) = match (usable.lists.first(), usable.lists.last()) {
-        (Some(first), Some(last)) => (first.0, last.0),
-        _ => (plan.range.from, plan.range.from),
-    };
-    let mut parts = vec![format!(
-        "SELECT link_id, code, human_clicks AS h, clicks AS c, floor_humans AS f FROM link_leaders_daily \
-         WHERE day >= toDate('{first}') AND day <= toDate('{last}') AND version IN ({})",
-        versions.join(", ")
-    )];
+    let mut split = plan.range.split();
+    let mut parts = Vec::new();
+    for whole in [true, false] {
+        let lists: Vec<&Listed> = usable.lists.iter().filter(|l| l.span.is_whole_day() == whole).collect();
+        let (Some(first), Some(last)) = (lists.first(), lists.last()) else { continue };
+        let versions: Vec<String> = lists.iter().map(|l| l.version.to_string()).collect();
+        parts.push(format!(
+            "SELECT link_id, code, human_clicks AS h, clicks AS c, floor_humans AS f FROM {} \
+             WHERE day >= toDate('{}') AND day <= toDate('{}') AND version IN ({})",
+            first.span.table(),
+            first.span.day,
+            last.span.day,
+            versions.join(", ")
+        ));
+    }
+    split.hours.extend(usable.lists.iter().filter(|l| !l.span.is_whole_day()).map(|l| l.span.rest()));
     if !split.hours.is_empty() {
         parts.push(format!(
             "SELECT link_id, code, human_clicks AS h, clicks AS c, toUInt64(0) AS f FROM link_clicks_hourly WHERE {}",
@@ -430,22 +610,79 @@ mod tests {
     }
 
     #[test]
-    fn a_list_is_current_only_while_its_day_totals_hold_and_all_its_rows_are_stored() {
-        let state = DayState {
-            day: jiff::civil::date(2026, 11, 20),
-            clicks: 10,
-            humans: 8,
+    fn a_list_is_current_only_while_its_span_totals_hold_and_all_its_rows_are_stored() {
+        let day = jiff::civil::date(2026, 11, 20);
+        let list = ListState {
+            span: Span::day(day),
             version: 5,
             listed: 3,
             rows: 3,
             listed_clicks: 10,
             listed_humans: 8,
             floor: 0,
+            clicks: 10,
+            humans: 8,
         };
-        assert!(state.is_current());
-        assert!(!DayState { clicks: 11, ..state.clone() }.is_current());
-        assert!(!DayState { humans: 9, ..state.clone() }.is_current());
-        assert!(!DayState { rows: 2, ..state.clone() }.is_current());
-        assert!(!DayState { version: 0, ..state.clone() }.is_current());
+        assert!(list.is_current());
+        assert!(!ListState { clicks: 11, ..list.clone() }.is_current());
+        assert!(!ListState { humans: 9, ..list.clone() }.is_current());
+        assert!(!ListState { rows: 2, ..list.clone() }.is_current());
+        assert!(!ListState { version: 0, ..list.clone() }.is_current());
+    }
+
+    #[test]
+    fn a_day_is_read_from_its_whole_list_else_from_its_first_hours_list() {
+        let day = jiff::civil::date(2026, 11, 20);
+        let list = |span, version, clicks| ListState {
+            span,
+            version,
+            listed: 1,
+            rows: 1,
+            listed_clicks: 10,
+            listed_humans: 8,
+            floor: 2,
+            clicks,
+            humans: 8,
+        };
+        let first_hours = list(Span::first_hours(day, 23), 4, 10);
+        let state = |whole| DayState { day, clicks: 12, humans: 9, whole, first_hours: Some(first_hours.clone()) };
+        assert_eq!(state(Some(list(Span::day(day), 5, 10))).usable().map(|l| l.version), Some(5));
+        assert_eq!(
+            state(Some(list(Span::day(day), 5, 12))).usable().map(|l| l.version),
+            Some(4),
+            "whole list out of date"
+        );
+        assert_eq!(state(None).usable().map(|l| l.span), Some(Span::first_hours(day, 23)));
+        assert!(!state(None).is_current(), "no whole-day list: the rollup lists the day");
+        let mut stale = state(None);
+        stale.first_hours.as_mut().unwrap().clicks = 11;
+        assert_eq!(stale.usable(), None, "a click stored late for the listed hours");
+    }
+
+    #[test]
+    fn spans_and_the_closed_hours_of_today() {
+        let day = jiff::civil::date(2026, 11, 20);
+        let midnight = 1_795_132_800; // 2026-11-20T00:00:00Z
+        assert_eq!((Span::day(day).start(), Span::day(day).end()), (midnight, midnight + 86_400));
+        let nine = Span::first_hours(day, 9);
+        assert_eq!((nine.end(), nine.rest()), (midnight + 9 * 3600, (midnight + 9 * 3600, midnight + 86_400)));
+        assert_eq!((nine.table(), Span::day(day).table()), ("link_leaders_hours", "link_leaders_daily"));
+        assert_eq!(nine.to_string(), "2026-11-20 00:00-09:00");
+        let at = |time: &str| closed_hours_at(format!("2026-11-20T{time}Z").parse().unwrap());
+        assert_eq!(at("09:30:00"), Some(nine));
+        assert_eq!(at("09:01:59"), Some(Span::first_hours(day, 8)), "the 9th hour is still settling");
+        assert_eq!(at("09:02:00"), Some(nine));
+        assert_eq!(at("00:59:00"), None);
+        assert_eq!(at("01:01:00"), None, "hour 0 still settling");
+        assert_eq!(at("23:59:59"), Some(Span::first_hours(day, 23)));
+        assert!(
+            span_totals_sql(nine)
+                .contains(&format!("hour >= toDateTime({midnight}) AND hour < toDateTime({})", midnight + 9 * 3600))
+        );
+        assert!(list_sql(nine, 7, 3, 0, (10, 8)).starts_with("INSERT INTO link_leaders_hours (day, hours, version,"));
+        assert!(
+            list_sql(Span::day(day), 7, 3, 0, (10, 8))
+                .contains("FROM link_clicks_daily WHERE day = toDate('2026-11-20')")
+        );
     }
 }

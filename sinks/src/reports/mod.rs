@@ -917,7 +917,10 @@ mod tests {
         reports.extend(DIMENSIONS.iter().map(|d| Report::breakdown(1, d).unwrap()));
         let day = jiff::civil::date(2026, 10, 5);
         let listed = leaders::Usable {
-            lists: vec![(day, 1, 3)],
+            lists: vec![
+                leaders::Listed { span: leaders::Span::day(day), version: 1, floor: 3 },
+                leaders::Listed { span: leaders::Span::first_hours(day.tomorrow().unwrap(), 9), version: 2, floor: 1 },
+            ],
             unlisted: vec![jiff::civil::date(2026, 10, 6)],
             complete: false,
         };
@@ -928,7 +931,8 @@ mod tests {
             reports.iter().map(|report| (format!("{report:?}"), report.plan(&params, now()).unwrap().sql)).collect();
         statements.extend([
             ("day totals".into(), leaders::day_totals_sql(day, now().to_zoned(jiff::tz::TimeZone::UTC).date())),
-            ("lists".into(), leaders::lists_sql(day, day)),
+            ("lists".into(), leaders::lists_sql("link_leaders_daily", day, day)),
+            ("hours lists".into(), leaders::lists_sql("link_leaders_hours", day, day)),
             ("bounds".into(), leaders::bounds_sql(&top, &listed, 10)),
             ("exact".into(), leaders::exact_sql(&top, &[&bounds])),
             ("conversion clicks".into(), conversions.conversion_clicks_sql(&["a".into()])),

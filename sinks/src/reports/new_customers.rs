@@ -185,7 +185,7 @@ pub async fn refresh(clickhouse: &ClickhouseConfig, now: Timestamp) -> Result<Re
 }
 
 /// Drops list `version` of `table`: its partition, on a cluster from every shard's local table.
-fn drop_version_sql(clickhouse: &ClickhouseConfig, table: &str, version: u64) -> String {
+pub(super) fn drop_version_sql(clickhouse: &ClickhouseConfig, table: &str, version: u64) -> String {
     match clickhouse.cluster_name() {
         Some(cluster) => {
             let database = &clickhouse.database;
