@@ -749,9 +749,23 @@ fn plan_for(args: &[String], link_id: u64) -> sinks::reports::Plan {
     report.plan(&params, jiff::Timestamp::now()).unwrap()
 }
 
-/// The clicks of `day` (days after 2026-11-01, UTC) for links `700000 + rank`, rank drawn
-/// log-uniformly from [0, 3000): a few links take most clicks and over a thousand get a few,
-/// so the day's list of leaders is cut with a floor above zero. Every fifth click is a bot's.
+/// The answer of `runnel report`'s plain query for `args` (as `--print-sql` gives it), as CSV.
+async fn plain_csv(ch: &clickhouse::Client, args: &[&str]) -> String {
+    let plan = plan_for(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>(), 0);
+    let tsv = ch.query(&plan.sql).fetch_bytes("TabSeparated").unwrap().collect().await.unwrap();
+    sinks::reports::to_csv(&plan.table_from_tsv(&String::from_utf8_lossy(&tsv)).unwrap())
+}
+
+/// `runnel report ARGS --format csv`'s output.
+fn report_csv(env: &TestEnv, args: &[&str]) -> String {
+    let mut all = vec!["report"];
+    all.extend(args);
+    all.extend(["--format", "csv"]);
+    let (ok, out, err) = env.run(&all);
+    assert!(ok, "{args:?}: {err}");
+    out
+}
+
 /// The newest list of new customers and its checks, read with the statements the report runs.
 async fn newest_customers_list(ch: &clickhouse::Client) -> sinks::reports::new_customers::List {
     use sinks::reports::new_customers;
@@ -778,6 +792,9 @@ async fn newest_customers_list(ch: &clickhouse::Client) -> sinks::reports::new_c
     }
 }
 
+/// The clicks of `day` (days after 2026-11-01, UTC) for links `700000 + rank`, rank drawn
+/// log-uniformly from [0, 3000): a few links take most clicks and over a thousand get a few,
+/// so the day's list of leaders is cut with a floor above zero. Every fifth click is a bot's.
 fn zipf_clicks_sql(day: u64, clicks: u64) -> String {
     let rank = format!("toUInt64(floor(pow(3000, (intHash64(number * 8 + {day}) % 1000000) / 1000000))) - 1");
     format!(
@@ -803,19 +820,8 @@ async fn top_links_from_the_daily_leaders_answer_exactly_as_the_plain_query_on_b
     assert!(floors > 0, "every day has more than 1,000 links, so every list is cut above zero");
 
     // Each report through the CLI against its plain query (as --print-sql gives it) over HTTP.
-    let plain = async |args: &[&str]| {
-        let plan = plan_for(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>(), 0);
-        let tsv = ch.query(&plan.sql).fetch_bytes("TabSeparated").unwrap().collect().await.unwrap();
-        sinks::reports::to_csv(&plan.table_from_tsv(&String::from_utf8_lossy(&tsv)).unwrap())
-    };
-    let cli = |args: &[&str]| {
-        let mut all = vec!["report"];
-        all.extend(args);
-        all.extend(["--format", "csv"]);
-        let (ok, out, err) = env.run(&all);
-        assert!(ok, "{args:?}: {err}");
-        out
-    };
+    let plain = async |args: &[&str]| plain_csv(&ch, args).await;
+    let cli = |args: &[&str]| report_csv(&env, args);
     let ranges: [&[&str]; 6] = [
         &["top-links", "--from", "2026-11-01", "--to", "2026-11-04"],
         &["top-links", "--from", "2026-11-01", "--to", "2026-11-04", "--limit", "100"],
@@ -982,19 +988,8 @@ async fn top_links_read_a_day_from_the_list_of_its_first_hours_on_both_engines()
     assert!(fields[3].parse::<u64>().unwrap() > 0, "more than 1,000 links clicked: the list is cut above zero");
     assert_eq!(fields[4].parse::<u64>().unwrap(), nine_hours);
 
-    let plain = async |args: &[&str]| {
-        let plan = plan_for(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>(), 0);
-        let tsv = ch.query(&plan.sql).fetch_bytes("TabSeparated").unwrap().collect().await.unwrap();
-        sinks::reports::to_csv(&plan.table_from_tsv(&String::from_utf8_lossy(&tsv)).unwrap())
-    };
-    let cli = |args: &[&str]| {
-        let mut all = vec!["report"];
-        all.extend(args);
-        all.extend(["--format", "csv"]);
-        let (ok, out, err) = env.run(&all);
-        assert!(ok, "{args:?}: {err}");
-        out
-    };
+    let plain = async |args: &[&str]| plain_csv(&ch, args).await;
+    let cli = |args: &[&str]| report_csv(&env, args);
     // With the tables of whole days out of reach, only the lists and the hours after 09:00 can
     // answer (without the 4th's list, the report would read the 4th from link_clicks_daily).
     let hide = "RENAME TABLE link_clicks_daily TO lcd_hidden, link_clicks_monthly TO lcm_hidden";
