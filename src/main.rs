@@ -68,9 +68,9 @@ enum Command {
     /// (with --link CODE, and --dimension for a breakdown).
     Report(ReportArgs),
     /// List each closed UTC day's leading links for the top-links report (days never listed, or
-    /// that took clicks since), and new customers per hour and active customers per day for the
-    /// customers report (docs/reports.md, "Top lists", "New customers"). The clicks processors
-    /// run it too.
+    /// that took clicks since) and those of the current day's closed hours, and new customers per
+    /// hour and active customers per day for the customers report (docs/reports.md, "Top lists",
+    /// "New customers"). The clicks processors run it too.
     Rollup {
         /// How many days before today to look at.
         #[arg(long, default_value_t = sinks::reports::leaders::DEFAULT_DAYS)]

@@ -270,17 +270,10 @@ async fn the_cluster_schema_stores_once_and_reports_as_one_server_does() {
     ch_text(&format!("{}/?insert_distributed_sync=1", NODES[0]), &format!("INSERT INTO {db}.{planted}")).await;
     let noon = "2026-11-20T12:30:00Z".parse().unwrap();
     let mut lists = Vec::new();
-    for (url, database, cluster) in
-        [(NODES[0].to_string(), db.clone(), Some("runnel".to_string())), (one_server.clone(), single.database(), None)]
-    {
-        let config = sinks::clickhouse::ClickhouseConfig {
-            url,
-            database,
-            user: "default".into(),
-            password: String::new(),
-            cluster,
-            pool: Default::default(),
-        };
+    for config in [
+        common::clickhouse_config(NODES[0], &db, Some("runnel")),
+        common::clickhouse_config(&one_server, &single.database(), None),
+    ] {
         let done = sinks::reports::leaders::refresh(&config, noon, 90, |_, _| {}).await.unwrap();
         let (span, links) = done.first_hours.unwrap_or_else(|| panic!("no first hours listed: {done:?}"));
         assert_eq!(span.to_string(), "2026-11-20 00:00-12:00");

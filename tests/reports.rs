@@ -896,7 +896,7 @@ async fn top_links_from_the_daily_leaders_answer_exactly_as_the_plain_query_on_b
     let plan = plan_for(&listed_days.iter().map(|a| a.to_string()).collect::<Vec<_>>(), 0);
     let statements = [
         ("b-totals", leaders::day_totals_sql(first, end)),
-        ("c-lists", leaders::lists_sql("link_leaders_daily", first, end)),
+        ("c-lists", leaders::lists_sql(first, end)),
         ("d-bounds", leaders::bounds_sql(&plan, &usable, 200)),
         ("e-size", leaders::list_size_sql(leaders::Span::day(jiff::civil::date(2026, 11, 2)))),
     ];
@@ -951,14 +951,7 @@ async fn top_links_read_a_day_from_the_list_of_its_first_hours_on_both_engines()
     for day in 0..4 {
         ch.query(&zipf_clicks_sql(day, 30_000)).execute().await.unwrap();
     }
-    let config = sinks::clickhouse::ClickhouseConfig {
-        url: common::clickhouse_url(),
-        database: env.database(),
-        user: "default".into(),
-        password: String::new(),
-        cluster: None,
-        pool: Default::default(),
-    };
+    let config = common::clickhouse_config(&common::clickhouse_url(), &env.database(), None);
     let at = |time: &str| time.parse::<jiff::Timestamp>().unwrap();
     let fourth = jiff::civil::date(2026, 11, 4);
     let (midnight, nine) = (1_793_750_400, 1_793_750_400 + 9 * 3600);
@@ -1066,7 +1059,7 @@ async fn top_links_read_a_day_from_the_list_of_its_first_hours_on_both_engines()
     sql.insert("a-list".into(), json!(leaders::list_sql(eleven, f[0], f[1], f[2], (f[3], f[4]))));
     let mut expected = BTreeMap::new();
     for (name, statement) in [
-        ("b-lists", leaders::lists_sql("link_leaders_hours", fourth, fourth.tomorrow().unwrap())),
+        ("b-lists", leaders::hours_lists_sql(fourth, fourth.tomorrow().unwrap())),
         ("c-bounds", bounds),
         ("d-size", leaders::list_size_sql(eleven)),
         ("e-totals", leaders::span_totals_sql(eleven)),

@@ -25,6 +25,19 @@ pub fn kafka_brokers() -> String {
 pub fn clickhouse_url() -> String {
     std::env::var("RUNNEL_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
 }
+/// The configuration the binary would build for ClickHouse at `url`, `database` (and `cluster`),
+/// for tests that call the library's rollups at a fixed time.
+pub fn clickhouse_config(url: &str, database: &str, cluster: Option<&str>) -> sinks::clickhouse::ClickhouseConfig {
+    sinks::clickhouse::ClickhouseConfig {
+        url: url.into(),
+        database: database.into(),
+        user: "default".into(),
+        password: String::new(),
+        cluster: cluster.map(Into::into),
+        pool: Default::default(),
+    }
+}
+
 pub fn redis_url() -> String {
     std::env::var("RUNNEL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }

@@ -671,6 +671,23 @@ pub async fn rollup(
     Ok(RolledUp { links, customers })
 }
 
+/// Keeps the two newest lists of `table`, a rollup's table with a partition per `version`: the
+/// older ones are dropped as partitions, on a cluster from every shard's local table.
+pub(crate) async fn keep_newest_versions(clickhouse: &ClickhouseConfig, table: &str) -> Result<(), ReportError> {
+    let versions = tsv(clickhouse, &format!("SELECT DISTINCT version FROM {table} ORDER BY version DESC")).await?;
+    for old in versions.lines().filter_map(|l| l.parse::<u64>().ok()).skip(2) {
+        let drop = match clickhouse.cluster_name() {
+            Some(cluster) => {
+                let database = &clickhouse.database;
+                format!("ALTER TABLE {database}.{table}_local ON CLUSTER {cluster} DROP PARTITION {old}")
+            }
+            None => format!("ALTER TABLE {table} DROP PARTITION {old}"),
+        };
+        clickhouse.client().query(&drop).execute().await.map_err(|e| clickhouse.error(e))?;
+    }
+    Ok(())
+}
+
 /// The rows of a `TabSeparated` answer (empty lines skipped), each split into exactly `N`
 /// fields; a row with another count is [`unreadable`]. `source` names the table or report.
 pub(crate) fn tsv_rows<'a, const N: usize>(
@@ -931,8 +948,8 @@ mod tests {
             reports.iter().map(|report| (format!("{report:?}"), report.plan(&params, now()).unwrap().sql)).collect();
         statements.extend([
             ("day totals".into(), leaders::day_totals_sql(day, now().to_zoned(jiff::tz::TimeZone::UTC).date())),
-            ("lists".into(), leaders::lists_sql("link_leaders_daily", day, day)),
-            ("hours lists".into(), leaders::lists_sql("link_leaders_hours", day, day)),
+            ("lists".into(), leaders::lists_sql(day, day)),
+            ("hours lists".into(), leaders::hours_lists_sql(day, day)),
             ("bounds".into(), leaders::bounds_sql(&top, &listed, 10)),
             ("exact".into(), leaders::exact_sql(&top, &[&bounds])),
             ("conversion clicks".into(), conversions.conversion_clicks_sql(&["a".into()])),

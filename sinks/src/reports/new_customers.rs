@@ -171,28 +171,9 @@ pub async fn refresh(clickhouse: &ClickhouseConfig, now: Timestamp) -> Result<Re
     let after = paid(tsv(clickhouse, &paid_before_sql(cutoff)).await?);
     // A list an hour: the older ones go, or every call's search for the newest would read more.
     for table in ["new_customers_hourly", "active_customers_daily"] {
-        let versions = tsv(clickhouse, &format!("SELECT DISTINCT version FROM {table} ORDER BY version DESC")).await?;
-        for old in versions.lines().filter_map(|l| l.parse::<u64>().ok()).skip(2) {
-            clickhouse
-                .client()
-                .query(&drop_version_sql(clickhouse, table, old))
-                .execute()
-                .await
-                .map_err(|e| clickhouse.error(e))?;
-        }
+        super::keep_newest_versions(clickhouse, table).await?;
     }
     Ok(if after == before { Refreshed::Listed } else { Refreshed::Changing })
-}
-
-/// Drops list `version` of `table`: its partition, on a cluster from every shard's local table.
-pub(super) fn drop_version_sql(clickhouse: &ClickhouseConfig, table: &str, version: u64) -> String {
-    match clickhouse.cluster_name() {
-        Some(cluster) => {
-            let database = &clickhouse.database;
-            format!("ALTER TABLE {database}.{table}_local ON CLUSTER {cluster} DROP PARTITION {version}")
-        }
-        None => format!("ALTER TABLE {table} DROP PARTITION {version}"),
-    }
 }
 
 #[cfg(test)]
