@@ -68,9 +68,10 @@ enum Command {
     /// (with --link CODE, and --dimension for a breakdown).
     Report(ReportArgs),
     /// List each closed UTC day's leading links for the top-links report (days never listed, or
-    /// that took clicks since) and those of the current day's closed hours, and new customers per
-    /// hour and active customers per day for the customers report (docs/reports.md, "Top lists",
-    /// "New customers"). The clicks processors run it too.
+    /// that took clicks since) and those of the current day's closed hours, new customers per
+    /// hour and active customers per day for the customers report, and each link's counts of
+    /// each closed UTC day for link series (docs/reports.md, "Top lists", "New customers", "Link
+    /// days"). The clicks processors run it too.
     Rollup {
         /// How many days before today to look at.
         #[arg(long, default_value_t = sinks::reports::leaders::DEFAULT_DAYS)]
@@ -233,9 +234,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             clickhouse.validate()?;
             let started = std::time::Instant::now();
             let now = jiff::Timestamp::now();
-            let sinks::reports::RolledUp { links: done, customers } =
-                sinks::reports::rollup(&clickhouse, now, days, |day, links| eprintln!("… listed {day}: {links} links"))
-                    .await?;
+            use sinks::reports::Progress;
+            let sinks::reports::RolledUp { links: done, customers, link_days } =
+                sinks::reports::rollup(&clickhouse, now, days, |step| match step {
+                    Progress::Listed(day, links) => eprintln!("… listed {day}: {links} links"),
+                    Progress::Rolled(day, clicks) => {
+                        eprintln!("… rolled up {day}: each link's counts of {clicks} clicks")
+                    }
+                })
+                .await?;
             println!(
                 "leading links: {} days with clicks: {} listed now, {} already current, {} took clicks while listed (next run lists them)",
                 done.days,
@@ -253,6 +260,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Refreshed::Changing => "took paid orders while listed (next run lists them)",
             };
             println!("new customers per hour: {customers}");
+            println!(
+                "each link's counts by day: {} days with clicks: {} rolled up now, {} already current, {} took clicks while rolled up (next run rolls them)",
+                link_days.days,
+                link_days.rolled.len(),
+                link_days.current,
+                link_days.changing.len(),
+            );
             println!("in {:.1} s", started.elapsed().as_secs_f64());
         }
         Command::Links { command: LinksCommand::Rebuild { kafka, redis } } => {

@@ -252,7 +252,13 @@ async fn the_cluster_schema_stores_once_and_reports_as_one_server_does() {
     }
     let days = ch_text(NODES[0], &format!("SELECT count() FROM {db}.active_customers_daily")).await;
     assert_ne!(days.trim(), "0", "the cluster's list of active customers per day");
-    for args in [&["report", "customers"][..], &["report", "top-links"]] {
+    let rolled = |database: &str| {
+        format!("SELECT count(), sum(clicks), sum(visitors) FROM {database}.link_days WHERE link_id = 503")
+    };
+    let on_cluster = ch_text(NODES[0], &rolled(&db)).await;
+    assert!(!on_cluster.starts_with('0'), "the cluster's counts of link 503's days: {on_cluster}");
+    assert_eq!(on_cluster, ch_text(&one_server, &rolled(&single.database())).await);
+    for args in [&["report", "customers"][..], &["report", "top-links"], &["report", "link", "--link-id", "503"]] {
         same_on_both(args, " after the rollup");
     }
 

@@ -1094,6 +1094,143 @@ async fn top_links_read_a_day_from_the_list_of_its_first_hours_on_both_engines()
     assert_eq!(whole, answer);
 }
 
+/// A link's series by UTC day reads each closed day from the rollup's counts (`link_days`) while
+/// the link's clicks of that day are those counted, and merges every other day from its hours.
+/// Visitors come back across hours and days, so a day's visitors are not the sum of its hours'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_series_by_day_read_closed_days_from_link_days_on_both_engines() {
+    use sinks::reports::link_days;
+    let env = TestEnv::new("link-days");
+    env.prepare();
+    let ch = env.clickhouse();
+    // 2026-11-01 to 2026-11-05 10:00 UTC, a click every 30 s spread over three links; 500
+    // visitors, every seventh click a bot's.
+    let (first, now_s) = (1_793_491_200_i64, 1_793_491_200_i64 + 4 * 86_400 + 10 * 3600);
+    ch.query(&format!(
+        "INSERT INTO clicks (event_id, ts, link_id, code, visitor_id, is_bot, channel) \
+         SELECT number, toDateTime({first} + number * 30), 800000 + number % 3, concat('d', toString(number % 3)), \
+         intHash64(number % 500), toUInt8(number % 7 = 0), 'direct' FROM numbers({})",
+        (now_s - first) / 30
+    ))
+    .execute()
+    .await
+    .unwrap();
+    let config = common::clickhouse_config(&common::clickhouse_url(), &env.database(), None);
+    let now = jiff::Timestamp::from_second(now_s).unwrap();
+    let day = |d: i8| jiff::civil::date(2026, 11, d);
+
+    let done = link_days::refresh(&config, now, 90, |_, _| {}).await.unwrap();
+    assert_eq!((done.days, done.current, done.rolled.clone()), (4, 0, (1..=4).map(day).collect()), "{done:?}");
+    let tsv = async |sql: &str| {
+        String::from_utf8(ch.query(sql).fetch_bytes("TabSeparated").unwrap().collect().await.unwrap().to_vec()).unwrap()
+    };
+    // Every link's counts of each closed day, against the same counted from the raw clicks.
+    let stored = tsv("SELECT link_id, day, clicks, human_clicks, visitors FROM link_days ORDER BY link_id, day").await;
+    let by_hand = tsv(&format!(
+        "SELECT link_id, toDate(ts, 'UTC') AS d, count(), countIf(is_bot = 0), uniqIf(visitor_id, is_bot = 0) \
+         FROM clicks WHERE ts < toDateTime({}) GROUP BY link_id, d ORDER BY link_id, d",
+        first + 4 * 86_400
+    ))
+    .await;
+    assert_eq!(stored, by_hand);
+    assert_eq!(stored.lines().count(), 12);
+    let daily_visitors: u64 = stored.lines().next().unwrap().split('\t').nth(4).unwrap().parse().unwrap();
+    assert!(daily_visitors < 500, "visitors come back within a day: {stored}");
+
+    let series = async |link_id: u64, from: &str, to: &str, tz: &str| {
+        let args: Vec<String> =
+            ["link", "--from", from, "--to", to, "--tz", tz].iter().map(|a| a.to_string()).collect();
+        let plan = plan_for(&args, link_id);
+        let rolled = link_days::series(&config, &plan, link_id, now).await.unwrap().map(|t| sinks::reports::to_csv(&t));
+        let plain = tsv(&plan.sql).await;
+        (rolled, sinks::reports::to_csv(&plan.table_from_tsv(&plain).unwrap()))
+    };
+    // Closed days, today's hours up to 10:00, a range ending before today, one starting on a
+    // closed day and ending later; zones at offset 0 only.
+    for (from, to) in [("2026-11-01", "2026-11-05"), ("2026-11-02", "2026-11-03"), ("2026-11-04", "2026-11-30")] {
+        let (rolled, plain) = series(800_001, from, to, "UTC").await;
+        assert_eq!(rolled.as_deref(), Some(plain.as_str()), "{from}..{to}");
+    }
+    assert_eq!(
+        series(800_001, "2026-11-01", "2026-11-05", "Asia/Tokyo").await.0,
+        None,
+        "Tokyo's days are not UTC days"
+    );
+    assert_eq!(series(800_001, "2026-11-05", "2026-11-05", "UTC").await.0, None, "no closed day in the range");
+
+    // The rows are what the report reads: a newer row with the same clicks and other visitors
+    // shows up in the answer (and in the CLI's); a newer row with other clicks does not.
+    let planted = |version: u64, clicks: &str, visitors: u64| {
+        format!(
+            "INSERT INTO link_days (link_id, day, version, clicks, human_clicks, visitors) \
+             SELECT link_id, day, {version}, {clicks}, human_clicks, {visitors} FROM link_days \
+             WHERE link_id = 800001 AND day = toDate('2026-11-02')"
+        )
+    };
+    let (_, plain) = series(800_001, "2026-11-01", "2026-11-05", "UTC").await;
+    ch.query(&planted(u64::MAX - 1, "clicks", 424_242)).execute().await.unwrap();
+    let (rolled, _) = series(800_001, "2026-11-01", "2026-11-05", "UTC").await;
+    let changed: Vec<_> = rolled.as_deref().unwrap().lines().filter(|l| !plain.contains(*l)).collect();
+    assert_eq!(changed.len(), 1, "{rolled:?}");
+    assert!(changed[0].starts_with("2026-11-02") && changed[0].ends_with(",424242"), "{changed:?}");
+    let cli = report_csv(&env, &["link", "--link-id", "800001", "--from", "2026-11-01", "--to", "2026-11-04"]);
+    assert!(cli.contains(",424242\n"), "{cli}");
+    ch.query(&planted(u64::MAX, "clicks + 1", 424_243)).execute().await.unwrap();
+    let (rolled, plain) = series(800_001, "2026-11-01", "2026-11-05", "UTC").await;
+    assert_eq!(rolled.as_deref(), Some(plain.as_str()), "a row whose clicks are not the link's is not read");
+
+    // A click stored late for the 3rd: that day of that link is merged from its hours, the answer
+    // stays exact; the next rollup rolls the 3rd again, the one after has nothing to do.
+    ch.query(&format!(
+        "INSERT INTO clicks (event_id, ts, link_id, code, visitor_id, is_bot, channel) \
+         VALUES (99999999, toDateTime({}), 800002, 'd2', 12345, 0, 'direct')",
+        first + 2 * 86_400 + 5000
+    ))
+    .execute()
+    .await
+    .unwrap();
+    let (rolled, plain) = series(800_002, "2026-11-01", "2026-11-05", "UTC").await;
+    assert_eq!(rolled.as_deref(), Some(plain.as_str()));
+    let done = link_days::refresh(&config, now, 90, |_, _| {}).await.unwrap();
+    assert_eq!((done.current, done.rolled), (3, vec![day(3)]));
+    let done = link_days::refresh(&config, now, 90, |_, _| {}).await.unwrap();
+    assert_eq!((done.current, done.rolled.len()), (4, 0));
+    let (rolled, plain) = series(800_002, "2026-11-01", "2026-11-05", "UTC").await;
+    assert_eq!(rolled.as_deref(), Some(plain.as_str()));
+
+    // The same statements on the current engine, from the same clicks.
+    let dir = common::chdb_dir(&env, "chdb-link-days");
+    let rows = ch.query("SELECT * FROM clicks").fetch_bytes("TabSeparated").unwrap().collect().await.unwrap();
+    std::fs::write(dir.join("data").join("clicks.tsv"), rows).unwrap();
+    let closed = (first, first + 4 * 86_400);
+    let mut sql = serde_json::Map::new();
+    sql.insert("a-roll".into(), json!(link_days::roll_sql(day(3), 7)));
+    let mut expected = BTreeMap::new();
+    for (name, statement) in [
+        ("b-rows", format!("SELECT * FROM ({}) WHERE d = 20760", link_days::rows_sql(800_002, closed))),
+        ("c-counts", link_days::counts_sql(800_002, closed)),
+        ("d-hours", link_days::hours_sql(800_002, &[(first, first + 86_400), (first + 4 * 86_400, now_s)])),
+    ] {
+        sql.insert(name.into(), json!(statement));
+        expected.insert(name, tsv(&statement).await);
+    }
+    let chdb = common::run_chdb(&dir, &Value::Object(sql));
+    for (name, want) in &expected {
+        let sorted = |text: &str| {
+            let mut lines: Vec<&str> = text.lines().collect();
+            lines.sort_unstable();
+            lines.join("\n")
+        };
+        assert_eq!(
+            sorted(chdb["results"][*name].as_str().unwrap()),
+            sorted(want),
+            "{name} on chdb {}",
+            chdb["version"]
+        );
+        assert!(!want.trim().is_empty(), "{name} answered nothing");
+    }
+}
+
 /// A list made during a day: its cutoff is the start of an hour, so the customers of that day
 /// come from three places (the hours before the cutoff from the list of new customers, the
 /// later ones from the customers who paid since, the day's active customers from its hours) and

@@ -133,8 +133,8 @@ async fn rollup(
         wait = std::time::Duration::from_secs(interval);
         let started = std::time::Instant::now();
         let now = jiff::Timestamp::now();
-        match sinks::reports::rollup(&clickhouse, now, leaders::DEFAULT_DAYS, |_, _| {}).await {
-            Ok(sinks::reports::RolledUp { links: done, customers }) => {
+        match sinks::reports::rollup(&clickhouse, now, leaders::DEFAULT_DAYS, |_| {}).await {
+            Ok(sinks::reports::RolledUp { links: done, customers, link_days }) => {
                 ::metrics::counter!(metrics::ROLLUP_DAYS_LISTED_TOTAL).increment(done.listed.len() as u64);
                 ::metrics::gauge!(metrics::ROLLUP_LAST_SUCCESS).set(
                     std::time::SystemTime::now()
@@ -147,6 +147,8 @@ async fn rollup(
                     || !done.changing.is_empty()
                     || done.first_hours.is_some()
                     || customers_listed
+                    || !link_days.rolled.is_empty()
+                    || !link_days.changing.is_empty()
                 {
                     tracing::info!(
                         listed = done.listed.len(),
@@ -154,8 +156,11 @@ async fn rollup(
                         current = done.current,
                         changing = done.changing.len(),
                         new_customers = ?customers,
+                        link_days_rolled = link_days.rolled.len(),
+                        link_days_changing = link_days.changing.len(),
                         seconds = started.elapsed().as_secs_f64(),
-                        "rollup listed leading links (closed days, today's closed hours) and new customers"
+                        "rollup listed leading links (closed days, today's closed hours) and new customers, \
+                         and rolled up each link's counts of closed days"
                     );
                 }
             }

@@ -164,7 +164,7 @@ impl DayState {
     }
 }
 
-fn midnight(day: Date) -> i64 {
+pub(crate) fn midnight(day: Date) -> i64 {
     day.to_zoned(TimeZone::UTC).map(|z| z.timestamp().as_second()).unwrap_or(0)
 }
 
@@ -201,6 +201,19 @@ fn spans_lists_sql(kind: Span, first: Date, end: Date) -> String {
     )
 }
 
+/// The rows of [`day_totals_sql`]: clicks and human clicks by hour (Unix seconds).
+pub(crate) fn hour_totals(text: &str) -> Result<std::collections::BTreeMap<i64, (u64, u64)>, ReportError> {
+    const SOURCE: &str = "dimension_clicks_hourly";
+    let mut hours = std::collections::BTreeMap::new();
+    for row in tsv_rows(SOURCE, text) {
+        let [hour, clicks, humans] = row?;
+        let ([hour], [clicks, humans]) =
+            (tsv_parse::<i64, 1>(SOURCE, [hour])?, tsv_parse::<u64, 2>(SOURCE, [clicks, humans])?);
+        hours.insert(hour, (clicks, humans));
+    }
+    Ok(hours)
+}
+
 /// The state of every day in `[first, end)` that has clicks, in order.
 pub async fn day_states(clickhouse: &ClickhouseConfig, first: Date, end: Date) -> Result<Vec<DayState>, ReportError> {
     let sql = [day_totals_sql(first, end), lists_sql(first, end), hours_lists_sql(first, end)];
@@ -208,13 +221,7 @@ pub async fn day_states(clickhouse: &ClickhouseConfig, first: Date, end: Date) -
         tokio::try_join!(tsv(clickhouse, &sql[0]), tsv(clickhouse, &sql[1]), tsv(clickhouse, &sql[2]))?;
     let lists = days + &hours;
     const SOURCE: &str = "link_leaders_daily";
-    let mut hours = std::collections::BTreeMap::new();
-    for row in tsv_rows(SOURCE, &totals) {
-        let [hour, clicks, humans] = row?;
-        let ([hour], [clicks, humans]) =
-            (tsv_parse::<i64, 1>(SOURCE, [hour])?, tsv_parse::<u64, 2>(SOURCE, [clicks, humans])?);
-        hours.insert(hour, (clicks, humans));
-    }
+    let hours = hour_totals(&totals)?;
     let sum = |(start, end): (i64, i64)| {
         hours.range(start..end).fold((0, 0), |(c, h), (_, (clicks, humans))| (c + clicks, h + humans))
     };
@@ -375,7 +382,7 @@ pub async fn refresh(
     Ok(done)
 }
 
-async fn totals(clickhouse: &ClickhouseConfig, sql: &str) -> Result<(u64, u64), ReportError> {
+pub(crate) async fn totals(clickhouse: &ClickhouseConfig, sql: &str) -> Result<(u64, u64), ReportError> {
     let text = tsv(clickhouse, sql).await?;
     let mut fields = text.trim().split('\t').map(|f| f.parse::<u64>());
     match (fields.next(), fields.next()) {

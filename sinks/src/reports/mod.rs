@@ -6,6 +6,7 @@
 
 mod format;
 pub mod leaders;
+pub mod link_days;
 pub mod new_customers;
 mod range;
 
@@ -372,6 +373,10 @@ impl Report {
 /// Top-links reports by how they were answered, `path` = `leaders` or `plain` (counter).
 pub const TOP_LINKS_TOTAL: &str = "runnel_report_top_links_total";
 
+/// Link series by how they were answered, `path` = `link_days` (closed UTC days from the
+/// rollup's counts, [`link_days`]) or `plain` (counter).
+pub const LINK_SERIES_TOTAL: &str = "runnel_report_link_series_total";
+
 /// The customers report over `fresh` (`bucket, new_customers`): active customers per bucket
 /// (a paid order in it), new ones (their first paid order ever in it and in the range), the
 /// others active are returning.
@@ -446,6 +451,14 @@ impl Plan {
             (Report::Conversions, Some(attributed)) => return self.conversions(clickhouse, attributed).await,
             (Report::TopProducts, Some(top)) => return self.top_products(clickhouse, top).await,
             _ => {}
+        }
+        if let Report::LinkSeries { link_id } = self.report {
+            let answer = link_days::series(clickhouse, self, link_id, Timestamp::now()).await?;
+            let path = if answer.is_some() { "link_days" } else { "plain" };
+            metrics::counter!(LINK_SERIES_TOTAL, "path" => path).increment(1);
+            if let Some(table) = answer {
+                return Ok(table);
+            }
         }
         if let (Report::Customers, Some(interval)) = (&self.report, self.fill)
             && let Some(list) = new_customers::current(clickhouse).await?
@@ -654,21 +667,34 @@ pub struct RolledUp {
     pub links: leaders::Refreshed,
     /// The new customers per hour.
     pub customers: new_customers::Refreshed,
+    /// Each link's counts of closed days.
+    pub link_days: link_days::Refreshed,
+}
+
+/// A day [`rollup`] finished, as it goes (the first run over 90 days takes a while).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// The day's leading links were listed: how many.
+    Listed(jiff::civil::Date, u64),
+    /// Every link's counts of the day were stored: the day's clicks.
+    Rolled(jiff::civil::Date, u64),
 }
 
 /// The rollups reports read besides the views: the leading links of each closed UTC day of
-/// the `days` before `now` ([`leaders::refresh`], `progress` hears of each day listed), then
-/// the new customers per hour ([`new_customers::refresh`]). Run by `runnel rollup` and by the
+/// the `days` before `now` and of today's closed hours ([`leaders::refresh`]), the new customers
+/// per hour ([`new_customers::refresh`]), then each link's counts of the same closed days
+/// ([`link_days::refresh`]); `progress` hears of each day done. Run by `runnel rollup` and by the
 /// processors every `RUNNEL_ROLLUP_INTERVAL_SECS`.
 pub async fn rollup(
     clickhouse: &ClickhouseConfig,
     now: Timestamp,
     days: u32,
-    progress: impl FnMut(jiff::civil::Date, u64),
+    mut progress: impl FnMut(Progress),
 ) -> Result<RolledUp, ReportError> {
-    let links = leaders::refresh(clickhouse, now, days, progress).await?;
+    let links = leaders::refresh(clickhouse, now, days, |day, n| progress(Progress::Listed(day, n))).await?;
     let customers = new_customers::refresh(clickhouse, now).await?;
-    Ok(RolledUp { links, customers })
+    let link_days = link_days::refresh(clickhouse, now, days, |day, n| progress(Progress::Rolled(day, n))).await?;
+    Ok(RolledUp { links, customers, link_days })
 }
 
 /// Keeps the two newest lists of `table`, a rollup's table with a partition per `version`: the
@@ -956,6 +982,9 @@ mod tests {
             ("attributed".into(), conversions.first.clone().unwrap()),
             ("top product keys".into(), Report::TopProducts.plan(&params, now()).unwrap().first.unwrap()),
             ("product names".into(), product_names_sql("1, 2")),
+            ("link days".into(), link_days::rows_sql(1, (0, 86_400))),
+            ("link day counts".into(), link_days::counts_sql(1, (0, 86_400))),
+            ("link day hours".into(), link_days::hours_sql(1, &[(0, 3600), (7200, 10_800)])),
         ]);
         for (report, sql) in statements {
             for raw in ["clicks", "orders", "links"] {

@@ -306,7 +306,7 @@ fn calendar_split(first: Date, last: Date, weeks: bool) -> (Spans, Spans, Option
     (days, whole_weeks, months)
 }
 
-fn utc_date(seconds: i64) -> String {
+pub(crate) fn utc_date(seconds: i64) -> String {
     Timestamp::from_second(seconds).map(|ts| ts.to_zoned(TimeZone::UTC).date().to_string()).unwrap_or_default()
 }
 
