@@ -84,5 +84,5 @@ fi
 python3 bench/reports/bench.py --rollup "$RUNNEL" --db "$DB" --edge "127.0.0.1:$PORT" --key "$API_KEY" --top "$(cat "$TOP_FILE")" \
   --clicks "$CLICKS" --orders "$ORDERS" $generate --json .stack/bench-reports.json
 
-# Which way the top-links reports went (docs/reports.md, "Top lists").
-curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | grep '^runnel_report_top_links_total' || true
+# Which way the top-links and link series reports went (docs/reports.md, "Top lists" and "Link days").
+curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | grep -E '^runnel_report_(top_links|link_series)_total' || true
