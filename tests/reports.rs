@@ -1134,12 +1134,25 @@ async fn link_series_by_day_read_closed_days_from_link_days_on_both_engines() {
     .await;
     assert_eq!(stored, by_hand);
     assert_eq!(stored.lines().count(), 12);
+    let stored =
+        tsv("SELECT link_id, hour, clicks, human_clicks, visitors FROM link_hours ORDER BY link_id, hour").await;
+    let by_hand = tsv(&format!(
+        "SELECT link_id, toStartOfHour(ts, 'UTC') AS h, count(), countIf(is_bot = 0), uniqIf(visitor_id, is_bot = 0) \
+         FROM clicks WHERE ts < toDateTime({}) GROUP BY link_id, h ORDER BY link_id, h",
+        first + 4 * 86_400
+    ))
+    .await;
+    assert_eq!(stored, by_hand);
+    assert_eq!(stored.lines().count(), 12 * 24);
     let daily_visitors: u64 = stored.lines().next().unwrap().split('\t').nth(4).unwrap().parse().unwrap();
     assert!(daily_visitors < 500, "visitors come back within a day: {stored}");
 
     let series = async |link_id: u64, from: &str, to: &str, tz: &str| {
-        let args: Vec<String> =
-            ["link", "--from", from, "--to", to, "--tz", tz].iter().map(|a| a.to_string()).collect();
+        let (tz, interval) = tz.split_once(' ').unwrap_or((tz, "day"));
+        let args: Vec<String> = ["link", "--from", from, "--to", to, "--tz", tz, "--interval", interval]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
         let plan = plan_for(&args, link_id);
         let rolled = link_days::series(&config, &plan, link_id, now).await.unwrap().map(|t| sinks::reports::to_csv(&t));
         let plain = tsv(&plan.sql).await;
@@ -1157,6 +1170,16 @@ async fn link_series_by_day_read_closed_days_from_link_days_on_both_engines() {
         "Tokyo's days are not UTC days"
     );
     assert_eq!(series(800_001, "2026-11-05", "2026-11-05", "UTC").await.0, None, "no closed day in the range");
+    // By hour, in any zone: the closed UTC days from `link_hours`, the partial ones merged.
+    for (from, to, tz) in [
+        ("2026-11-01", "2026-11-05", "UTC hour"),
+        ("2026-11-02", "2026-11-04", "Asia/Tokyo hour"),
+        ("2026-11-02", "2026-11-03", "Asia/Kolkata hour"),
+    ] {
+        let (rolled, plain) = series(800_001, from, to, tz).await;
+        assert_eq!(rolled.as_deref(), Some(plain.as_str()), "{from}..{to} {tz}");
+        assert!(plain.lines().count() > 48, "{plain}");
+    }
 
     // The rows are what the report reads: a newer row with the same clicks and other visitors
     // shows up in the answer (and in the CLI's); a newer row with other clicks does not.
@@ -1178,6 +1201,25 @@ async fn link_series_by_day_read_closed_days_from_link_days_on_both_engines() {
     ch.query(&planted(u64::MAX, "clicks + 1", 424_243)).execute().await.unwrap();
     let (rolled, plain) = series(800_001, "2026-11-01", "2026-11-05", "UTC").await;
     assert_eq!(rolled.as_deref(), Some(plain.as_str()), "a row whose clicks are not the link's is not read");
+    // The same for an hour's row: with the same clicks it is read, and a day whose hours' clicks
+    // do not add up to the link's is merged whole.
+    let planted = |version: u64, clicks: &str, visitors: u64| {
+        format!(
+            "INSERT INTO link_hours (link_id, hour, version, clicks, human_clicks, visitors) \
+             SELECT link_id, hour, {version}, {clicks}, human_clicks, {visitors} FROM link_hours \
+             WHERE link_id = 800001 AND hour = toDateTime({})",
+            first + 86_400 + 5 * 3600
+        )
+    };
+    let (_, plain) = series(800_001, "2026-11-01", "2026-11-05", "UTC hour").await;
+    ch.query(&planted(u64::MAX - 1, "clicks", 434_343)).execute().await.unwrap();
+    let (rolled, _) = series(800_001, "2026-11-01", "2026-11-05", "UTC hour").await;
+    let changed: Vec<_> = rolled.as_deref().unwrap().lines().filter(|l| !plain.contains(*l)).collect();
+    assert_eq!(changed.len(), 1, "{rolled:?}");
+    assert!(changed[0].starts_with("2026-11-02T05:00") && changed[0].ends_with(",434343"), "{changed:?}");
+    ch.query(&planted(u64::MAX, "clicks + 1", 434_344)).execute().await.unwrap();
+    let (rolled, plain) = series(800_001, "2026-11-01", "2026-11-05", "UTC hour").await;
+    assert_eq!(rolled.as_deref(), Some(plain.as_str()), "hours whose clicks are not the link's are not read");
 
     // A click stored late for the 3rd: that day of that link is merged from its hours, the answer
     // stays exact; the next rollup rolls the 3rd again, the one after has nothing to do.
@@ -1189,8 +1231,10 @@ async fn link_series_by_day_read_closed_days_from_link_days_on_both_engines() {
     .execute()
     .await
     .unwrap();
-    let (rolled, plain) = series(800_002, "2026-11-01", "2026-11-05", "UTC").await;
-    assert_eq!(rolled.as_deref(), Some(plain.as_str()));
+    for tz in ["UTC", "UTC hour"] {
+        let (rolled, plain) = series(800_002, "2026-11-01", "2026-11-05", tz).await;
+        assert_eq!(rolled.as_deref(), Some(plain.as_str()), "{tz}");
+    }
     let done = link_days::refresh(&config, now, 90, |_, _| {}).await.unwrap();
     assert_eq!((done.current, done.rolled), (3, vec![day(3)]));
     let done = link_days::refresh(&config, now, 90, |_, _| {}).await.unwrap();
@@ -1204,12 +1248,21 @@ async fn link_series_by_day_read_closed_days_from_link_days_on_both_engines() {
     std::fs::write(dir.join("data").join("clicks.tsv"), rows).unwrap();
     let closed = (first, first + 4 * 86_400);
     let mut sql = serde_json::Map::new();
-    sql.insert("a-roll".into(), json!(link_days::roll_sql(day(3), 7)));
+    let [roll_hours, roll_days] = link_days::roll_sql(day(3), 7);
+    sql.insert("a-roll-1".into(), json!(roll_hours));
+    sql.insert("a-roll-2".into(), json!(roll_days));
     let mut expected = BTreeMap::new();
+    let third = first + 2 * 86_400;
+    let (by_day, by_hour) = (link_days::Grain::Day, link_days::Grain::Hour);
+    let rows = |grain| {
+        format!("SELECT * FROM ({}) WHERE intDiv(b, 86400) = 20760", link_days::rows_sql(grain, 800_002, closed))
+    };
     for (name, statement) in [
-        ("b-rows", format!("SELECT * FROM ({}) WHERE d = 20760", link_days::rows_sql(800_002, closed))),
+        ("b-rows", rows(by_day)),
+        ("b-rows-hours", rows(by_hour)),
         ("c-counts", link_days::counts_sql(800_002, closed)),
-        ("d-hours", link_days::hours_sql(800_002, &[(first, first + 86_400), (first + 4 * 86_400, now_s)])),
+        ("d-hours", link_days::hours_sql(by_day, 800_002, &[(first, first + 86_400), (first + 4 * 86_400, now_s)])),
+        ("d-hours-hours", link_days::hours_sql(by_hour, 800_002, &[(third, third + 86_400)])),
     ] {
         sql.insert(name.into(), json!(statement));
         expected.insert(name, tsv(&statement).await);

@@ -374,7 +374,7 @@ impl Report {
 pub const TOP_LINKS_TOTAL: &str = "runnel_report_top_links_total";
 
 /// Link series by how they were answered, `path` = `link_days` (closed UTC days from the
-/// rollup's counts, [`link_days`]) or `plain` (counter).
+/// rollup's counts per day or hour, [`link_days`]) or `plain` (counter).
 pub const LINK_SERIES_TOTAL: &str = "runnel_report_link_series_total";
 
 /// The customers report over `fresh` (`bucket, new_customers`): active customers per bucket
@@ -982,9 +982,10 @@ mod tests {
             ("attributed".into(), conversions.first.clone().unwrap()),
             ("top product keys".into(), Report::TopProducts.plan(&params, now()).unwrap().first.unwrap()),
             ("product names".into(), product_names_sql("1, 2")),
-            ("link days".into(), link_days::rows_sql(1, (0, 86_400))),
+            ("link days".into(), link_days::rows_sql(link_days::Grain::Day, 1, (0, 86_400))),
+            ("link hours".into(), link_days::rows_sql(link_days::Grain::Hour, 1, (0, 86_400))),
             ("link day counts".into(), link_days::counts_sql(1, (0, 86_400))),
-            ("link day hours".into(), link_days::hours_sql(1, &[(0, 3600), (7200, 10_800)])),
+            ("link day hours".into(), link_days::hours_sql(link_days::Grain::Day, 1, &[(0, 3600), (7200, 10_800)])),
         ]);
         for (report, sql) in statements {
             for raw in ["clicks", "orders", "links"] {
