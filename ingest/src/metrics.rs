@@ -53,6 +53,7 @@ pub(crate) fn describe() {
     describe_counter!(LINK_CHANGES_TOTAL, "Link changes by operation");
     describe_counter!(ORDER_EVENTS_TOTAL, "Order events by result");
     describe_counter!(sinks::reports::TOP_LINKS_TOTAL, "Top-links reports by how they were answered");
+    describe_counter!(sinks::reports::LINK_SERIES_TOTAL, "Link series by how they were answered");
 }
 
 /// Creates every counter with its known labels at zero, so `/metrics` lists them from the start
@@ -84,6 +85,9 @@ pub(crate) fn register_known() {
     }
     for path in ["leaders", "plain"] {
         counter!(sinks::reports::TOP_LINKS_TOTAL, "path" => path).absolute(0);
+    }
+    for path in ["link_days", "plain"] {
+        counter!(sinks::reports::LINK_SERIES_TOTAL, "path" => path).absolute(0);
     }
     metrics::gauge!(SPOOL_BYTES).increment(0.0);
     metrics::gauge!(PRODUCER_QUEUE_MESSAGES).increment(0.0);
