@@ -1124,27 +1124,25 @@ async fn link_series_by_day_read_closed_days_from_link_days_on_both_engines() {
     let tsv = async |sql: &str| {
         String::from_utf8(ch.query(sql).fetch_bytes("TabSeparated").unwrap().collect().await.unwrap().to_vec()).unwrap()
     };
-    // Every link's counts of each closed day, against the same counted from the raw clicks.
-    let stored = tsv("SELECT link_id, day, clicks, human_clicks, visitors FROM link_days ORDER BY link_id, day").await;
-    let by_hand = tsv(&format!(
-        "SELECT link_id, toDate(ts, 'UTC') AS d, count(), countIf(is_bot = 0), uniqIf(visitor_id, is_bot = 0) \
-         FROM clicks WHERE ts < toDateTime({}) GROUP BY link_id, d ORDER BY link_id, d",
-        first + 4 * 86_400
-    ))
-    .await;
-    assert_eq!(stored, by_hand);
-    assert_eq!(stored.lines().count(), 12);
-    let stored =
-        tsv("SELECT link_id, hour, clicks, human_clicks, visitors FROM link_hours ORDER BY link_id, hour").await;
-    let by_hand = tsv(&format!(
-        "SELECT link_id, toStartOfHour(ts, 'UTC') AS h, count(), countIf(is_bot = 0), uniqIf(visitor_id, is_bot = 0) \
-         FROM clicks WHERE ts < toDateTime({}) GROUP BY link_id, h ORDER BY link_id, h",
-        first + 4 * 86_400
-    ))
-    .await;
-    assert_eq!(stored, by_hand);
-    assert_eq!(stored.lines().count(), 12 * 24);
-    let daily_visitors: u64 = stored.lines().next().unwrap().split('\t').nth(4).unwrap().parse().unwrap();
+    // Every link's counts of each closed day and hour, against the same counted from the raw clicks.
+    for (table, time, bucket, rows) in
+        [("link_days", "day", "toDate(ts, 'UTC')", 12), ("link_hours", "hour", "toStartOfHour(ts, 'UTC')", 12 * 24)]
+    {
+        let stored = tsv(&format!(
+            "SELECT link_id, {time}, clicks, human_clicks, visitors FROM {table} ORDER BY link_id, {time}"
+        ))
+        .await;
+        let by_hand = tsv(&format!(
+            "SELECT link_id, {bucket} AS t, count(), countIf(is_bot = 0), uniqIf(visitor_id, is_bot = 0) \
+             FROM clicks WHERE ts < toDateTime({}) GROUP BY link_id, t ORDER BY link_id, t",
+            first + 4 * 86_400
+        ))
+        .await;
+        assert_eq!(stored, by_hand, "{table}");
+        assert_eq!(stored.lines().count(), rows, "{table}");
+    }
+    let stored = tsv("SELECT visitors FROM link_days ORDER BY link_id, day").await;
+    let daily_visitors: u64 = stored.lines().next().unwrap().parse().unwrap();
     assert!(daily_visitors < 500, "visitors come back within a day: {stored}");
 
     let series = async |link_id: u64, from: &str, to: &str, tz: &str| {
